@@ -1,0 +1,32 @@
+# One command each: `make run` (set up + run the default workflow), `make test` (set up + test suite).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+CORES ?= 1
+GPUS ?= 1
+
+.PHONY: setup run test lint dry-run clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS)
+
+dry-run: setup
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS) --dry-run
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results resources logs benchmarks .snakemake

@@ -1,0 +1,20 @@
+import os
+
+# bertflow: text corpus -> WordPiece tokenizer -> BERT MLM pretraining -> reports, model card,
+# Hub upload -> SST-2 / SQuAD fine-tuning -> benchmarks -> one summary report.
+# Run: `snakemake --cores 1 --resources gpu=1` (see README.md); every stage is a cached file target.
+
+# The defaults live beside the Snakefile; `--configfile my.yaml` overrides any of their keys.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/tokenizer.smk"
+include: "rules/pretrain.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        FINAL_TARGETS,

@@ -1,0 +1,46 @@
+import glob
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, "../config/config.schema.yaml")
+
+RESULTS = config["results_dir"]
+ENV = "../environment.yml"
+# Each rules file appends the outputs that `rule all` must produce.
+FINAL_TARGETS = []
+
+
+def results(*parts):
+    return os.path.join(RESULTS, *parts)
+
+
+def logs(name):
+    return os.path.join(RESULTS, "logs", f"{name}.log")
+
+
+def bench(name):
+    return os.path.join(RESULTS, "benchmarks", f"{name}.tsv")
+
+
+def expand_globs(key, patterns):
+    """Expand file globs at parse time so a missing corpus fails before any compute."""
+    files = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise WorkflowError(
+                f"config {key}: {pattern!r} matches no file "
+                f"(working directory {os.getcwd()}); fix the path or the pattern"
+            )
+        files.extend(matched)
+    return files
+
+
+def seed_for(section):
+    """A stage's seed: its own when set, else the global one."""
+    own = config[section].get("seed")
+    return config["seed"] if own is None else own

@@ -1,0 +1,60 @@
+CORPUS = config["corpus"]
+
+
+localrules:
+    download_corpus,
+
+
+rule download_corpus:
+    """The only corpus step that touches the network: save a Hub dataset to disk."""
+    output:
+        directory(results("downloads", "corpus")),
+    params:
+        hub=CORPUS["hub"],
+    log:
+        logs("download_corpus"),
+    benchmark:
+        bench("download_corpus")
+    conda:
+        ENV
+    script:
+        "../scripts/download_corpus.py"
+
+
+def corpus_sources(wildcards):
+    if CORPUS["source"] == "hub":
+        return {"hub": rules.download_corpus.output[0]}
+    if CORPUS["source"] == "local":
+        local = CORPUS["local"]
+        if not local["train"]:
+            raise WorkflowError("config corpus.local.train: give at least one file or glob")
+        return {
+            "train": expand_globs("corpus.local.train", local["train"]),
+            "validation": expand_globs("corpus.local.validation", local["validation"]),
+        }
+    return {}
+
+
+rule prepare_corpus:
+    """Plain-text train/validation split (one document per line) from any of the three sources."""
+    input:
+        unpack(corpus_sources),
+    output:
+        train=results("corpus", "train.txt"),
+        validation=results("corpus", "validation.txt"),
+        stats=results("corpus", "stats.json"),
+    params:
+        source=CORPUS["source"],
+        generated=CORPUS["generated"] if CORPUS["source"] == "generated" else None,
+        hub_text_column=CORPUS["hub"]["text_column"] if CORPUS["source"] == "hub" else None,
+        validation_fraction=CORPUS["validation_fraction"],
+        max_lines=CORPUS["max_lines"],
+        seed=config["seed"],
+    log:
+        logs("prepare_corpus"),
+    benchmark:
+        bench("prepare_corpus")
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_corpus.py"

@@ -1,0 +1,45 @@
+"""What produced a result: package versions, device and host, recorded in every stage's output."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+from datetime import datetime, timezone
+
+_PACKAGES = (
+    "bertflow", "torch", "transformers", "tokenizers", "datasets",
+    "huggingface_hub", "accelerate", "snakemake",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_info() -> dict:
+    import torch
+
+    info = {"cuda_available": torch.cuda.is_available(), "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def environment_info() -> dict:
+    """Versions, device and host: attach this to every JSON a stage writes."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "device": device_info(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

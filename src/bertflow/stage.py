@@ -1,0 +1,54 @@
+"""Glue between a Snakemake `script:` rule and a stage function.
+
+`with stage(snakemake):` sends the stage's stdout/stderr and Python logging to the rule's log
+file, applies the thread count Snakemake granted, and turns a `PipelineError` into one clear
+line at the end of the log (the traceback above it for the curious).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import PipelineError
+
+log = logging.getLogger("bertflow")
+
+
+@contextlib.contextmanager
+def stage(smk):
+    log_path = Path(smk.log[0]) if smk.log else None
+    handle = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log_path, "a", buffering=1, encoding="utf-8")
+        sys.stdout = sys.stderr = handle
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    _limit_threads(getattr(smk, "threads", None))
+    log.info("rule %s started (pid %d)", getattr(smk, "rule", "?"), os.getpid())
+    try:
+        yield
+    except PipelineError as err:
+        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), err)
+        raise
+    finally:
+        if handle is not None:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            handle.close()
+
+
+def _limit_threads(threads: int | None) -> None:
+    if not threads:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(int(threads))
