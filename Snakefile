@@ -12,6 +12,10 @@ include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/tokenizer.smk"
 include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/benchmark.smk"
+include: "rules/report.smk"
+include: "rules/upload.smk"
 
 
 rule all:

@@ -44,3 +44,28 @@ def seed_for(section):
     """A stage's seed: its own when set, else the global one."""
     own = config[section].get("seed")
     return config["seed"] if own is None else own
+
+
+# ---- Paths shared between rule files (the contract between stages) ----
+
+
+def finetune_models():
+    """Models fine-tuned in this run: our pretrained one plus the configured baselines."""
+    return ["pretrained", *config["finetune"]["baselines"]]
+
+
+def pretrained_model_dir():
+    return results("pretrain", "model")
+
+
+def finetune_summary(task, model):
+    """Seed-aggregated metrics of one model on one task (mean/std over finetune.seeds)."""
+    return results("finetune", task, model, "summary.json")
+
+
+def inference_benchmark_csv():
+    return results("benchmark", "inference.csv")
+
+
+def summary_report_md():
+    return results("report.md")

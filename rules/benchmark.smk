@@ -1,0 +1,1 @@
+# Rules for the benchmark stages (see README.md).

@@ -1,0 +1,1 @@
+# Rules for the finetune stages (see README.md).

@@ -1,0 +1,1 @@
+# Rules for the report stages (see README.md).

@@ -1,0 +1,1 @@
+# Rules for the upload stages (see README.md).
