@@ -82,5 +82,5 @@ def load_blocks(blocks_dir: str):
         raise DataError(f"{blocks_dir}: no {META}; rebuild it with the tokenize_corpus rule")
     meta = read_json(meta_path)
     data = datasets.load_from_disk(blocks_dir).with_format("numpy")
-    tensors = {split: torch.from_numpy(data[split]["input_ids"].astype("int64")) for split in data}
+    tensors = {split: torch.from_numpy(data[split][:]["input_ids"].astype("int64")) for split in data}
     return meta, tensors

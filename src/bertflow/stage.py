@@ -37,7 +37,11 @@ def stage(smk):
     try:
         yield
     except PipelineError as err:
-        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), err)
+        log.exception("rule %s failed", getattr(smk, "rule", "?"))
+        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), err)  # the fix, as the log's last line
+        raise
+    except BaseException:
+        log.exception("rule %s failed", getattr(smk, "rule", "?"))
         raise
     finally:
         if handle is not None:
