@@ -9,6 +9,7 @@ min_version("9.0")
 validate(config, "../config/config.schema.yaml")
 
 RESULTS = config["results_dir"]
+CORPUS = config["corpus"]
 ENV = "../environment.yml"
 # Each rules file appends the outputs that `rule all` must produce.
 FINAL_TARGETS = []
@@ -44,6 +45,23 @@ def seed_for(section):
     """A stage's seed: its own when set, else the global one."""
     own = config[section].get("seed")
     return config["seed"] if own is None else own
+
+
+# ---- Inputs that depend on the config
+
+
+def corpus_sources(wildcards):
+    if CORPUS["source"] == "hub":
+        return {"hub": rules.download_corpus.output[0]}
+    if CORPUS["source"] == "local":
+        local = CORPUS["local"]
+        if not local["train"]:
+            raise WorkflowError("config corpus.local.train: give at least one file or glob")
+        return {
+            "train": expand_globs("corpus.local.train", local["train"]),
+            "validation": expand_globs("corpus.local.validation", local["validation"]),
+        }
+    return {}
 
 
 # ---- Paths shared between rule files (the contract between stages) ----

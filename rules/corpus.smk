@@ -1,6 +1,3 @@
-CORPUS = config["corpus"]
-
-
 localrules:
     download_corpus,
 
@@ -19,20 +16,6 @@ rule download_corpus:
         ENV
     script:
         "../scripts/download_corpus.py"
-
-
-def corpus_sources(wildcards):
-    if CORPUS["source"] == "hub":
-        return {"hub": rules.download_corpus.output[0]}
-    if CORPUS["source"] == "local":
-        local = CORPUS["local"]
-        if not local["train"]:
-            raise WorkflowError("config corpus.local.train: give at least one file or glob")
-        return {
-            "train": expand_globs("corpus.local.train", local["train"]),
-            "validation": expand_globs("corpus.local.validation", local["validation"]),
-        }
-    return {}
 
 
 rule prepare_corpus:

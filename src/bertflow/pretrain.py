@@ -231,12 +231,24 @@ class Progress:
     rows: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Vocab:
+    """What the loop needs to know about the tokenizer."""
+
+    size: int
+    pad_id: int
+    mask_id: int
+    special_ids: tuple
+
+    @classmethod
+    def of(cls, tokenizer) -> "Vocab":
+        return cls(len(tokenizer), tokenizer.pad_token_id, tokenizer.mask_token_id, tuple(tokenizer.all_special_ids))
+
+
 class Pretrainer:
-    def __init__(self, settings: Settings, *, tokenizer_dir: str, blocks_dir: str, device: str, checkpoint_dir: str):
+    def __init__(self, settings: Settings, *, vocab: Vocab, blocks: dict, meta: dict, device: str, checkpoint_dir: str):
         self.settings = settings
-        self.tokenizer = load_tokenizer(tokenizer_dir)
-        self.meta, blocks = load_blocks(blocks_dir)
-        check_blocks_match(self.meta, self.tokenizer, tokenizer_dir, blocks_dir, settings.seq_len)
+        self.meta = meta
         self.device_kind = resolve_device(device)
         self.precision = resolve_precision(settings.precision, self.device_kind)
         self.accelerator = make_accelerator(self.device_kind, self.precision)
@@ -244,13 +256,13 @@ class Pretrainer:
         self.rank = self.accelerator.process_index
         self.device = self.accelerator.device
 
-        self.model = build_model(settings, len(self.tokenizer), self.tokenizer.pad_token_id)
+        self.model = build_model(settings, vocab.size, vocab.pad_id)
         self.masker = Masker(
             seq_len=settings.seq_len,
             mlm_probability=settings.mlm_probability,
-            mask_id=self.tokenizer.mask_token_id,
-            vocab_size=len(self.tokenizer),
-            special_ids=self.tokenizer.all_special_ids,
+            mask_id=vocab.mask_id,
+            vocab_size=vocab.size,
+            special_ids=vocab.special_ids,
         )
         self.train_blocks = _place(blocks["train"], self.device)
         eval_blocks = blocks["validation"][: settings.max_eval_blocks]
@@ -260,7 +272,7 @@ class Pretrainer:
         self.steps_per_epoch = len(self.train_blocks) // self.global_batch
         if self.steps_per_epoch == 0:
             raise DataError(
-                f"{blocks_dir}: {len(self.train_blocks)} training blocks are fewer than one global batch "
+                f"{meta.get('path', 'blocks')}: {len(self.train_blocks)} training blocks are fewer than one global batch "
                 f"({settings.batch_size} x {self.world} processes x {settings.grad_accum} accumulation); "
                 "add text or lower pretrain.batch_size"
             )
@@ -496,13 +508,13 @@ def plot_perplexity(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def save_final(trainer: Pretrainer, out: dict, started: float) -> None:
+def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> None:
     """Model + tokenizer, perplexity CSV and plot, and the run's info JSON (main process only)."""
     model_dir = Path(out["model"])
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     trainer.model.save_pretrained(tmp_dir)  # safetensors
-    trainer.tokenizer.save_pretrained(tmp_dir)
+    tokenizer.save_pretrained(tmp_dir)
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp_dir, model_dir)
     rows = trainer.progress.rows
@@ -535,8 +547,11 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     """Stage entry: train (resuming when a matching checkpoint exists), then write the outputs."""
     started = time.time()
     settings = Settings.from_config({**train, "seed": seed})
-    trainer = Pretrainer(settings, tokenizer_dir=tokenizer_dir, blocks_dir=blocks_dir, device=device,
-                         checkpoint_dir=checkpoint_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    meta, blocks = load_blocks(blocks_dir)
+    check_blocks_match(meta, tokenizer, tokenizer_dir, blocks_dir, settings.seq_len)
+    trainer = Pretrainer(settings, vocab=Vocab.of(tokenizer), blocks=blocks, meta={**meta, "path": blocks_dir},
+                         device=device, checkpoint_dir=checkpoint_dir)
     log.info("%s on %s (%s), %d processes; %d steps (%d epochs of %d); %d parameters",
              settings.preset or "custom", trainer.device, trainer.precision, trainer.world, trainer.total_steps,
              trainer.epochs, trainer.steps_per_epoch, sum(p.numel() for p in trainer.model.parameters()))
@@ -544,9 +559,79 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     with stop_on_signals() as stop_flag:
         trainer.train(stop_flag)
     if trainer.accelerator.is_main_process:
-        save_final(trainer, outputs, started)
+        save_final(trainer, tokenizer, outputs, started)
+        # The outputs now hold everything; a stale checkpoint would wrongly "resume" a later rerun
+        # (e.g. after a code change) straight to the end.
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return {"rows": trainer.progress.rows, "steps": trainer.progress.global_step}
+
+
+def benchmark_steps(
+    blocks: torch.Tensor,
+    model_config,
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+    attention: str = "sdpa",
+    compile: bool = False,
+    masked_only_head: bool = True,
+    fused_adamw: bool | None = None,
+    mlm_probability: float = 0.15,
+    warmup_steps: int = 3,
+    mask_token_id: int = 4,
+    special_ids: tuple = (0, 1, 2, 3, 4),
+) -> dict:
+    """Time `steps` optimizer steps of this stage's loop (the code `pretrain` runs) on `blocks`.
+
+    `warmup_steps` untimed steps first (allocator, autotuning, torch.compile). Returns tokens/s,
+    peak memory (CUDA max allocated on GPU, process peak RSS on CPU), per-step losses and wall time.
+    """
+    import resource
+
+    settings = Settings(
+        preset=None,
+        model={k: getattr(model_config, k) for k in (
+            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
+        seq_len=blocks.shape[1], epochs=1, max_steps=steps + warmup_steps, batch_size=batch_size,
+        learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
+        masked_only_head=masked_only_head, fused_adamw=fused_adamw, mlm_probability=mlm_probability, seed=seed,
+        max_eval_blocks=1, log_every_steps=10**9,
+    )
+    vocab = Vocab(model_config.vocab_size, model_config.pad_token_id or 0, mask_token_id, tuple(special_ids))
+    trainer = Pretrainer(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
+                         device=device, checkpoint_dir=os.devnull)
+    per_epoch = trainer.steps_per_epoch
+    for step in range(warmup_steps):
+        trainer.optimizer_step(0, step % per_epoch)
+        trainer.progress.global_step += 1
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    losses = []
+    start = time.perf_counter()
+    for step in range(warmup_steps, warmup_steps + steps):
+        losses.append(trainer.optimizer_step(step // per_epoch, step % per_epoch))
+        trainer.progress.global_step += 1
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if trainer.device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    losses = torch.stack(losses).float().cpu().tolist()
+    return {
+        "tokens_per_s": steps * batch_size * settings.seq_len / wall,
+        "peak_memory_bytes": peak,
+        "losses": losses,
+        "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+        "wall_s": wall,
+        "device": str(trainer.device),
+        "precision": trainer.precision,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

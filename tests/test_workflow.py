@@ -1,0 +1,123 @@
+"""End-to-end workflow on the tiny config: outputs, rerun semantics and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+from conftest import REPO, snakemake, write_config
+
+
+def planned_rules(result) -> set[str]:
+    """Rule names a dry run would execute, read from Snakemake's job-stats table."""
+    rules, in_table = set(), False
+    for line in result.stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if not parts or parts[0] == "total":
+                break
+            if not set(parts[0]) <= {"-"}:
+                rules.add(parts[0])
+    return rules
+
+
+def dry_run(workdir, configfile=None, snakefile_dir=None, **kwargs):
+    if configfile is not None:
+        kwargs["configfile"] = configfile
+    if snakefile_dir is not None:
+        kwargs["snakefile"] = snakefile_dir / "Snakefile"
+    return planned_rules(snakemake(workdir, "--dry-run", "--quiet", "rules", **kwargs))
+
+
+def test_pretraining_outputs_and_falling_perplexity(tiny_run):
+    rows = list(csv.DictReader(open(tiny_run / "results/pretrain/perplexity.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert list(rows[0]) == ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s"]
+    perplexities = [float(r["perplexity"]) for r in rows]
+    assert perplexities[1] < perplexities[0]
+    assert all(float(r["tokens_per_s"]) > 0 for r in rows)
+    info = json.loads((tiny_run / "results/pretrain/train_info.json").read_text())
+    assert info["steps"] == int(rows[-1]["step"]) and info["tokens_seen"] > 0
+    assert info["environment"]["packages"]["transformers"].startswith("5.")
+    assert (tiny_run / "results/pretrain/perplexity.png").stat().st_size > 1000
+    model_dir = tiny_run / "results/pretrain/model"
+    assert (model_dir / "model.safetensors").is_file()
+
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert model.config.vocab_size == len(tokenizer)
+    assert sum(p.numel() for p in model.parameters()) == info["parameters"]
+
+
+def test_complete_run_plans_nothing(tiny_run):
+    assert dry_run(tiny_run) == set()
+
+
+def test_pretraining_hyperparameter_replans_pretraining_not_tokenizer(tiny_run_copy, tmp_path):
+    config = write_config(tmp_path / "c.yaml", pretrain={"learning_rate": 1.0e-3})
+    planned = dry_run(tiny_run_copy, configfile=config)
+    assert "pretrain" in planned and "all" in planned
+    assert not planned & {"prepare_corpus", "train_tokenizer", "tokenize_corpus"}
+
+
+def test_vocab_size_replans_tokenizer_and_everything_after(tiny_run_copy, tmp_path):
+    config = write_config(tmp_path / "c.yaml", tokenizer={"vocab_size": 280})
+    planned = dry_run(tiny_run_copy, configfile=config)
+    assert {"train_tokenizer", "tokenize_corpus", "pretrain"} <= planned
+    assert "prepare_corpus" not in planned
+
+
+def test_editing_a_stage_script_replans_it_and_what_follows(tiny_run_copy, tmp_path):
+    workflow = tmp_path / "workflow"
+    workflow.mkdir()
+    for part in ("Snakefile", "rules", "scripts", "config", "profiles", "docs"):
+        src = REPO / part
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, workflow / part)
+    script = workflow / "scripts" / "tokenize_corpus.py"
+    script.write_text(script.read_text() + "\n# an edit\n")
+    planned = dry_run(tiny_run_copy, snakefile_dir=workflow)
+    assert {"tokenize_corpus", "pretrain"} <= planned
+    assert not planned & {"prepare_corpus", "train_tokenizer"}
+
+
+def test_schema_error_names_the_key_before_any_work(tmp_path):
+    config = write_config(tmp_path / "c.yaml", pretrain={"epochs": "three"})
+    result = snakemake(tmp_path, "--dry-run", configfile=config, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "epochs" in output and "'three' is not of type 'integer'" in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_local_corpus_fails_at_start_naming_the_pattern(tmp_path):
+    config = write_config(tmp_path / "c.yaml", corpus={"source": "local", "local": {"train": ["missing/*.txt"]}})
+    result = snakemake(tmp_path, "--dry-run", configfile=config, check=False)
+    assert result.returncode != 0
+    assert "corpus.local.train: 'missing/*.txt' matches no file" in result.stdout + result.stderr
+
+
+def test_empty_local_corpus_fails_naming_the_file(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    config = write_config(tmp_path / "c.yaml", corpus={"source": "local", "local": {"train": ["empty.txt"]}})
+    result = snakemake(tmp_path, "results/corpus/train.txt", configfile=config, check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/prepare_corpus.log").read_text()
+    assert "empty.txt: corpus file has no text lines" in log
+
+
+def test_failed_stage_keeps_earlier_outputs(tiny_run_copy, tmp_path):
+    """Blocks longer than the model's positions fail pretraining; tokenizer and blocks survive."""
+    before = (tiny_run_copy / "results/tokenizer/tokenizer.json").stat().st_mtime
+    config = write_config(tmp_path / "c.yaml", pretrain={"model": {"max_position_embeddings": 16}})
+    result = snakemake(tiny_run_copy, "results/pretrain/perplexity.csv", configfile=config, check=False)
+    assert result.returncode != 0
+    assert "max_position_embeddings 16" in (tiny_run_copy / "results/logs/pretrain.log").read_text()
+    assert (tiny_run_copy / "results/tokenizer/tokenizer.json").stat().st_mtime == before
+    assert (tiny_run_copy / "results/blocks/blocks_meta.json").is_file()
+    assert not (tiny_run_copy / "results/pretrain/perplexity.csv").exists(), "a failed stage left its output"
