@@ -2,5 +2,5 @@
 from bertflow.corpus import download_hub_corpus
 from bertflow.stage import stage
 
-with stage(snakemake):
+with stage(snakemake, network=True):
     download_hub_corpus(out_dir=snakemake.output[0], **snakemake.params.hub)

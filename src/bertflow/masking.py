@@ -28,11 +28,14 @@ class Masker:
         self.mask_id = mask_id
         self.vocab_size = vocab_size
         self.special_ids = torch.tensor(sorted(special_ids), dtype=torch.long)
+        self._special_on = {}  # device -> special ids there (no host-to-device copy per batch)
 
     def __call__(self, ids: torch.Tensor, generator: torch.Generator) -> MaskedBatch:
         device = ids.device
         scores = torch.rand(ids.shape, generator=generator, device=device)
-        is_special = torch.isin(ids, self.special_ids.to(device))
+        if device not in self._special_on:
+            self._special_on[device] = self.special_ids.to(device)
+        is_special = torch.isin(ids, self._special_on[device])
         scores = scores.masked_fill(is_special, -1.0)  # specials are chosen only if a row runs out
         positions = scores.topk(self.k, dim=1).indices
         targets = ids.gather(1, positions)

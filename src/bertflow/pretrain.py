@@ -1,7 +1,7 @@
 """Pretraining stage: BERT masked-LM from scratch, perplexity on fixed masks after every epoch.
 
-The loop follows transformers' run_mlm_no_trainer.py (Accelerate handles device placement,
-bf16 autocast and DDP), with the levers that make it faster than `Trainer` + the MLM collator:
+The loop follows transformers' run_mlm_no_trainer.py (Accelerate handles device placement
+and DDP), with the levers that make it faster than `Trainer` + the MLM collator:
 packed blocks with no padding (so SDPA runs without a mask), masking on the device, the MLM
 head evaluated only at masked positions, fused AdamW on GPU, data resident on the device and
 no host synchronisation between log points.
@@ -161,10 +161,12 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
-def make_accelerator(device: str, precision: str):
+def make_accelerator(device: str):
+    """Accelerate places the model and wraps DDP; bf16 autocast is ours (see `autocast`), because
+    Accelerate's mixed-precision setting is fixed once per process."""
     from accelerate import Accelerator
 
-    return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if precision == "bf16" else "no")
+    return Accelerator(cpu=device == "cpu")
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -251,10 +253,12 @@ class Pretrainer:
         self.meta = meta
         self.device_kind = resolve_device(device)
         self.precision = resolve_precision(settings.precision, self.device_kind)
-        self.accelerator = make_accelerator(self.device_kind, self.precision)
+        self.accelerator = make_accelerator(self.device_kind)
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.device = self.accelerator.device
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside bf16 autocast
 
         self.model = build_model(settings, vocab.size, vocab.pad_id)
         self.masker = Masker(
@@ -295,6 +299,7 @@ class Pretrainer:
         self.fingerprint = fingerprint(settings, self.meta, self.world)
         self.progress = Progress()
         self._epoch_seconds, self._epoch_tokens = 0.0, 0
+        self._order = (None, None)
 
     # -- state
 
@@ -336,16 +341,23 @@ class Pretrainer:
 
     # -- steps
 
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """A fixed, seeded shuffle per epoch (the same on every rank and after a resume)."""
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(_seed(self.settings) * 1000 + epoch)
+            order = torch.randperm(len(self.train_blocks), generator=generator)
+            self._order = (epoch, order.to(self.train_blocks.device))
+        return self._order[1]
+
     def micro_batches(self, epoch: int, step: int):
-        """This rank's micro-batches for one optimizer step: a fixed, seeded order per epoch."""
-        order = torch.randperm(
-            len(self.train_blocks), generator=torch.Generator().manual_seed(_seed(self.settings) * 1000 + epoch)
-        )
-        bs = self.settings.batch_size
+        """This rank's micro-batches for one optimizer step."""
+        order, bs = self.epoch_order(epoch), self.settings.batch_size
         for micro in range(self.settings.grad_accum):
             start = ((step * self.settings.grad_accum + micro) * self.world + self.rank) * bs
-            index = order[start : start + bs].to(self.train_blocks.device, non_blocking=True)
-            yield self.train_blocks.index_select(0, index).to(self.device, non_blocking=True)
+            yield self.train_blocks.index_select(0, order[start : start + bs]).to(self.device, non_blocking=True)
 
     def optimizer_step(self, epoch: int, step: int) -> torch.Tensor:
         """One optimizer step; returns the summed micro-batch losses as a device tensor (no sync)."""
@@ -356,7 +368,7 @@ class Pretrainer:
         for micro, ids in enumerate(self.micro_batches(epoch, step)):
             batch = self.masker(ids, self.mask_generator)
             sync = contextlib.nullcontext() if micro == accum - 1 else self.accelerator.no_sync(self.objective)
-            with sync:
+            with sync, self.autocast():
                 loss = self.objective(batch.inputs, batch.positions, batch.targets)
                 self.accelerator.backward(loss / accum)
             total += loss.detach()
@@ -377,7 +389,8 @@ class Pretrainer:
         for start in range(self.rank * bs, len(batch.inputs), bs * self.world):
             sl = slice(start, start + bs)
             n = batch.targets[sl].numel()
-            loss = self.objective(*(t[sl].to(self.device) for t in (batch.inputs, batch.positions, batch.targets)))
+            with self.autocast():
+                loss = self.objective(*(t[sl].to(self.device) for t in (batch.inputs, batch.positions, batch.targets)))
             loss_sum += loss.float() * n
             count += n
         self.objective.train()

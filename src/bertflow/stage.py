@@ -1,7 +1,8 @@
 """Glue between a Snakemake `script:` rule and a stage function.
 
 `with stage(snakemake):` sends the stage's stdout/stderr and Python logging to the rule's log
-file, applies the thread count Snakemake granted, and turns a `PipelineError` into one clear
+file, applies the thread count Snakemake granted, keeps compute stages off the network
+(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, as on air-gapped cluster nodes), and turns a `PipelineError` into one clear
 line at the end of the log (the traceback above it for the curious).
 """
 
@@ -18,8 +19,14 @@ from .errors import PipelineError
 log = logging.getLogger("bertflow")
 
 
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 @contextlib.contextmanager
-def stage(smk):
+def stage(smk, *, network: bool = False):
+    """`network=True` only for download stages: every other stage runs as on an air-gapped node."""
+    if not network:
+        os.environ.update(OFFLINE_ENV)
     log_path = Path(smk.log[0]) if smk.log else None
     handle = None
     if log_path is not None:
