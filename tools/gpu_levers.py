@@ -24,6 +24,7 @@ LEVERS = {
     "MLM head at all positions": {"masked_only_head": False},
     "unfused AdamW": {"fused_adamw": False},
     "+ torch.compile": {"compile": True},
+    "+ torch.compile reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead"},
 }
 
 

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s"]
 # Settings that do not change what is computed: a checkpoint made under other values still resumes.
-_NOT_FINGERPRINTED = {"log_every_steps", "checkpoint_every_steps", "compile"}
+_NOT_FINGERPRINTED = {"log_every_steps", "checkpoint_every_steps", "compile", "compile_mode"}
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Settings:
     precision: str = "auto"
     attention: str = "sdpa"
     compile: bool = False
+    compile_mode: str = "default"
     max_eval_blocks: int | None = 2000
     log_every_steps: int = 50
     checkpoint_every_steps: int = 0
@@ -285,7 +286,7 @@ class Pretrainer:
 
         objective = MaskedLMObjective(self.model, settings.masked_only_head)
         if settings.compile:
-            objective = torch.compile(objective)
+            objective = torch.compile(objective, mode=settings.compile_mode)
         self.optimizer = build_optimizer(self.model, settings, self.device.type == "cuda")
         self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
         from transformers import get_linear_schedule_with_warmup
@@ -592,6 +593,7 @@ def benchmark_steps(
     precision: str = "auto",
     attention: str = "sdpa",
     compile: bool = False,
+    compile_mode: str = "default",
     masked_only_head: bool = True,
     fused_adamw: bool | None = None,
     mlm_probability: float = 0.15,
@@ -612,8 +614,8 @@ def benchmark_steps(
             "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
         seq_len=blocks.shape[1], epochs=1, max_steps=steps + warmup_steps, batch_size=batch_size,
         learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
-        masked_only_head=masked_only_head, fused_adamw=fused_adamw, mlm_probability=mlm_probability, seed=seed,
-        max_eval_blocks=1, log_every_steps=10**9,
+        compile_mode=compile_mode, masked_only_head=masked_only_head, fused_adamw=fused_adamw,
+        mlm_probability=mlm_probability, seed=seed, max_eval_blocks=1, log_every_steps=10**9,
     )
     vocab = Vocab(model_config.vocab_size, model_config.pad_token_id or 0, mask_token_id, tuple(special_ids))
     trainer = Pretrainer(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
