@@ -87,3 +87,58 @@ def inference_benchmark_csv():
 
 def summary_report_md():
     return results("report.md")
+
+
+# ---- Fine-tuning inputs
+
+FINETUNE = config["finetune"]
+TASKS = ["sst2", "squad"]
+TASK_DATA_FILES = {"sst2": ("train.tsv", "validation.tsv"), "squad": ("train.json", "validation.json")}
+DATA_SOURCE_KEYS = ("source", "generated", "local", "hub")
+
+
+def task_data(task, split):
+    return results("data", task, TASK_DATA_FILES[task][split == "validation"])
+
+
+def task_data_sources(wildcards):
+    """Raw inputs of a task's data preparation: Hub download, local files, or nothing (generated)."""
+    section = FINETUNE[wildcards.task]
+    if section["source"] == "hub":
+        return {"hub": results("downloads", wildcards.task)}
+    if section["source"] == "local":
+        local = section["local"]
+        if not local["train"]:
+            raise WorkflowError(f"config finetune.{wildcards.task}.local.train: give the training file")
+        files = {"train": expand_globs(f"finetune.{wildcards.task}.local.train", [local["train"]])[0]}
+        if local["validation"]:
+            files["validation"] = expand_globs(f"finetune.{wildcards.task}.local.validation", [local["validation"]])[0]
+        elif wildcards.task == "sst2":
+            raise WorkflowError("config finetune.sst2.local.validation: give the validation TSV")
+        return files
+    return {}
+
+
+def task_data_params(wildcards):
+    """Only the data-source keys of the task's section, so hyperparameters do not redo the data."""
+    return {k: FINETUNE[wildcards.task][k] for k in DATA_SOURCE_KEYS}
+
+
+def task_train_settings(wildcards):
+    """Only the training keys, so a data-source edit alone does not look like new hyperparameters."""
+    return {k: v for k, v in FINETUNE[wildcards.task].items() if k not in DATA_SOURCE_KEYS}
+
+
+def finetune_model_dir(wildcards):
+    """Our pretrained model, a baseline folder, or a Hub baseline fetched by download_model."""
+    if wildcards.model == "pretrained":
+        return pretrained_model_dir()
+    source = FINETUNE["baselines"][wildcards.model]
+    return source if os.path.isdir(source) else results("downloads", "models", wildcards.model)
+
+
+def seed_metrics(wildcards):
+    return expand(
+        results("finetune", wildcards.task, wildcards.model, "seed{seed}", "metrics.json"),
+        seed=FINETUNE["seeds"],
+    )

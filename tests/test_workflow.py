@@ -55,6 +55,20 @@ def test_pretraining_outputs_and_falling_perplexity(tiny_run):
     assert sum(p.numel() for p in model.parameters()) == info["parameters"]
 
 
+def test_finetuning_metrics_per_task(tiny_run):
+    sst2 = json.loads((tiny_run / "results/finetune/sst2/pretrained/seed1/metrics.json").read_text())
+    assert sst2["accuracy"] > 60.0, "SST-2 accuracy should be clearly above chance on the generated data"
+    assert sum(map(sum, sst2["confusion_matrix"])) == sst2["examples"] == 80
+    assert len(sst2["epochs"]) == 3 and sst2["parameters"]["head_parameters_added"] > 0
+    squad = json.loads((tiny_run / "results/finetune/squad/pretrained/seed1/metrics.json").read_text())
+    assert 0.0 <= squad["exact_match"] <= squad["f1"] <= 100.0
+    assert squad["questions"] == 6 * 6 == len(json.loads(
+        (tiny_run / "results/finetune/squad/pretrained/seed1/predictions.json").read_text()))
+    summary = json.loads((tiny_run / "results/finetune/sst2/pretrained/summary.json").read_text())
+    assert summary["seeds"] == [1] and summary["mean"]["accuracy"] == sst2["accuracy"]
+    assert (tiny_run / "results/finetune/squad/pretrained/seed1/model/model.safetensors").is_file()
+
+
 def test_complete_run_plans_nothing(tiny_run):
     assert dry_run(tiny_run) == set()
 

@@ -1,0 +1,18 @@
+"""Stage: fine-tune one model on one task (SST-2 or SQuAD) with one seed."""
+from pathlib import Path
+
+from bertflow.finetune import finetune
+from bertflow.stage import stage
+
+with stage(snakemake):
+    finetune(
+        task=snakemake.wildcards.task,
+        model_name=snakemake.wildcards.model,
+        model_dir=snakemake.input.model,
+        train_file=snakemake.input.train,
+        validation_file=snakemake.input.validation,
+        out_dir=str(Path(snakemake.output.metrics).parent),
+        settings=snakemake.params.settings,
+        seed=int(snakemake.wildcards.seed),
+        device=snakemake.params.device,
+    )

@@ -1,0 +1,61 @@
+"""Offline stand-ins for SST-2 and SQuAD, built from the same world as the generated corpus."""
+
+from __future__ import annotations
+
+import random
+
+from .synthetic import ANIMALS, CITIES, JOBS, WEEKDAYS, World, fact_sentences, review_sentence
+
+# Questions per fact: (question template, attribute of Person holding the answer).
+QUESTIONS = (
+    ("where does {name} live ?", "city"),
+    ("what does {name} work as ?", "job"),
+    ("which animal does {name} have ?", "pet"),
+    ("what is the favourite colour of {name} ?", "color"),
+    ("on which day was {name} born ?", "born"),
+    ("what does {name} eat every morning ?", "food"),
+)
+
+
+def generate_sst2(num_examples: int, seed: int) -> list[tuple[str, int]]:
+    """Balanced (sentence, label) pairs; label 1 = positive review."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(num_examples):
+        label = i % 2
+        rows.append((review_sentence(rng, positive=bool(label)), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def _distractor(rng: random.Random) -> str:
+    return rng.choice((
+        f"the {rng.choice(ANIMALS)} sleeps in {rng.choice(CITIES)} .",
+        f"a {rng.choice(JOBS)} visited on {rng.choice(WEEKDAYS)} .",
+    ))
+
+
+def generate_squad(num_articles: int, seed: int, world_seed: int = 7) -> dict:
+    """Official SQuAD v1.1 JSON: one article per person, contexts of facts plus distractors."""
+    rng = random.Random(seed)
+    people = World(seed=world_seed).people
+    data = []
+    for article in range(num_articles):
+        person = people[article % len(people)]
+        facts = fact_sentences(person)
+        sentences = facts + [_distractor(rng) for _ in range(2)]
+        rng.shuffle(sentences)
+        context = " ".join(sentences)
+        qas = []
+        for q_index, (template, attribute) in enumerate(QUESTIONS):
+            answer = getattr(person, attribute)
+            # Anchor the answer in the sentence that states this fact, after the person's name.
+            anchor = next(s for s in facts if answer in s.split() and person.name in s.split())
+            start = context.index(anchor) + anchor.index(f" {answer}", anchor.index(person.name)) + 1
+            qas.append({
+                "id": f"gen-{seed}-{article}-{q_index}",
+                "question": template.format(name=person.name),
+                "answers": [{"text": answer, "answer_start": start}],
+            })
+        data.append({"title": f"{person.name}-{article}", "paragraphs": [{"context": context, "qas": qas}]})
+    return {"version": "1.1", "data": data}

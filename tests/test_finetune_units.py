@@ -1,0 +1,189 @@
+"""Unit tests of fine-tuning pieces: metrics, data validation, QA decoding, vocab reduction."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bertflow import task_data
+from bertflow.errors import DataError
+from bertflow.finetune import load_task_model, parameter_accounting
+from bertflow.qa import decode_answers, eval_features, train_features
+from bertflow.squad_metrics import exact_match, f1, normalize_answer, squad_scores
+from bertflow.synthetic_tasks import generate_squad, generate_sst2
+from bertflow.vocab_reduction import VocabReduction
+
+
+# ----------------------------------------------------------------------------- SQuAD metrics
+
+
+@pytest.mark.parametrize("raw, normalized", [
+    ("The Eiffel Tower!", "eiffel tower"),
+    ("  an   apple, a day ", "apple day"),
+    ("Theatre of the Absurd", "theatre of absurd"),  # 'the' only as a whole word
+    ("U.S.A.", "usa"),
+    ("", ""),
+])
+def test_normalize_answer_follows_the_official_script(raw, normalized):
+    assert normalize_answer(raw) == normalized
+
+
+def test_exact_match_and_f1_on_hand_made_cases():
+    assert exact_match("the Denver Broncos", "Denver Broncos") == 1.0
+    assert exact_match("Broncos", "Denver Broncos") == 0.0
+    # pred {denver, broncos, won} vs gold {denver, broncos}: P 2/3, R 1 -> F1 0.8
+    assert f1("Denver Broncos won", "Denver Broncos") == pytest.approx(0.8)
+    assert f1("Carolina", "Denver Broncos") == 0.0
+    assert f1("", "Denver") == 0.0
+
+
+def test_scores_take_the_best_gold_answer_and_count_missing_predictions():
+    answers = {"q1": ["Denver Broncos", "Broncos"], "q2": ["paris"], "q3": ["blue"]}
+    scores = squad_scores(answers, {"q1": "broncos", "q2": "in paris"})
+    assert scores["exact_match"] == pytest.approx(100 / 3)
+    assert scores["f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
+    assert scores["questions"] == 3 and scores["predicted"] == 2
+
+
+# ----------------------------------------------------------------------------- data validation
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_sst2_tsv_errors_name_file_and_line(tmp_path):
+    with pytest.raises(DataError, match="'sentence' and 'label' columns"):
+        task_data.read_sst2_tsv(write(tmp_path / "a.tsv", "text\tlabel\nnice\t1\n"))
+    with pytest.raises(DataError, match=r"b.tsv, line 3: label '2' is not 0 or 1"):
+        task_data.read_sst2_tsv(write(tmp_path / "b.tsv", "sentence\tlabel\nnice\t1\nbad\t2\n"))
+    with pytest.raises(DataError, match=r"c.tsv, line 2: expected 2 tab-separated columns, got 1"):
+        task_data.read_sst2_tsv(write(tmp_path / "c.tsv", "sentence\tlabel\nno label here\n"))
+    with pytest.raises(DataError, match="empty split"):
+        task_data.read_sst2_tsv(write(tmp_path / "d.tsv", "sentence\tlabel\n"))
+    assert task_data.read_sst2_tsv(write(tmp_path / "e.tsv", "sentence\tlabel\nok film\t1\n")) == [("ok film", 1)]
+
+
+def squad_doc(start):
+    return {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "alice lives in paris .",
+            "qas": [{"id": "q1", "question": "where ?", "answers": [{"text": "paris", "answer_start": start}]}]}]}]}
+
+
+def test_squad_answer_start_must_point_at_the_text(tmp_path):
+    assert task_data.validate_squad(squad_doc(15), "x") == 1
+    bad = write(tmp_path / "bad.json", json.dumps(squad_doc(3)))
+    with pytest.raises(DataError, match=r"bad.json: question q1: answer_start 3 points at 'ce li'"):
+        task_data.read_squad_json(bad)
+    empty = write(tmp_path / "empty.json", json.dumps({"version": "1.1", "data": []}))
+    with pytest.raises(DataError, match="empty split"):
+        task_data.read_squad_json(empty)
+
+
+def test_split_by_article_keeps_articles_whole():
+    squad = generate_squad(10, seed=1)
+    train, valid = task_data.split_articles(squad, 7, "file")
+    assert len(train["data"]) == 7 and len(valid["data"]) == 3
+    titles = lambda d: {a["title"] for a in d["data"]}  # noqa: E731
+    assert titles(train).isdisjoint(titles(valid))
+    with pytest.raises(DataError, match="train_articles must be between 1 and 9"):
+        task_data.split_articles(squad, 10, "file")
+
+
+def test_generated_tasks_are_valid_and_balanced():
+    squad = generate_squad(25, seed=4)
+    assert task_data.validate_squad(squad, "generated") == 25 * 6
+    rows = generate_sst2(200, seed=2)
+    assert sum(label for _, label in rows) == 100
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from bertflow.synthetic import generate_corpus
+    from bertflow.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("model")
+    (root / "text.txt").write_text("\n".join(generate_corpus(1000, seed=1)))
+    tokenizer = train_tokenizer(train_file=str(root / "text.txt"), validation_file=str(root / "text.txt"),
+                                out_dir=str(root / "m"), out_report=str(root / "r.json"), vocab_size=300,
+                                lowercase=True, min_frequency=1,
+                                special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], model_max_length=512)
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64)).save_pretrained(root / "m")
+    return str(root / "m")
+
+
+def test_qa_features_point_at_the_answer_and_decode_back(tiny_model_dir):
+    _, tokenizer = load_task_model("squad", tiny_model_dir)
+    examples = task_data.squad_examples(generate_squad(3, seed=2))
+    features = train_features(tokenizer, examples, max_length=64, doc_stride=16)
+    inputs, example_index, offsets = eval_features(tokenizer, examples, max_length=64, doc_stride=16)
+    assert len(features["input_ids"]) == len(example_index) > len(examples)  # long contexts are windowed
+    # Put all the logit mass on the labelled span: decoding must return each answer's text.
+    n_windows, length = len(example_index), len(inputs["input_ids"][0])
+    start_logits, end_logits = np.zeros((n_windows, length)), np.zeros((n_windows, length))
+    cls_index = 0
+    for window, (s, e) in enumerate(zip(features["start_positions"], features["end_positions"])):
+        if s != cls_index:
+            start_logits[window, s] = end_logits[window, e] = 10.0
+    predictions = decode_answers(examples, example_index, offsets, start_logits, end_logits,
+                                 n_best=5, max_answer_length=10)
+    for example in examples:
+        assert predictions[example["id"]] == example["answers"]["text"][0]
+
+
+def test_parameter_accounting_names_the_task_head(tiny_model_dir):
+    model, _ = load_task_model("sst2", tiny_model_dir)
+    params = parameter_accounting(tiny_model_dir, model)
+    assert params["finetuned_parameters"] == sum(p.numel() for p in model.parameters())
+    assert set(params["head_parameter_names"]) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias",
+                                                   "classifier.weight", "classifier.bias"}
+    hidden = model.config.hidden_size
+    assert params["head_parameters_added"] == hidden * hidden + hidden + 2 * hidden + 2
+    assert all(name.startswith("cls.") for name in params["dropped_parameter_names"])
+
+
+def test_tokenizer_model_vocab_mismatch_is_rejected(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    bad = tmp_path / "bad"
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(bad)
+    BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(bad)
+    with pytest.raises(DataError, match=r"bad: tokenizer has \d+ tokens but the model's embedding has 50 rows"):
+        load_task_model("sst2", str(bad))
+
+
+def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_dir):
+    model, tokenizer = load_task_model("sst2", tiny_model_dir)
+    model.eval()
+    ids = tokenizer(["alice lives in paris", "a dull film"], padding=True, return_tensors="pt")
+    before = model(**ids).logits
+    original = model.get_input_embeddings().weight.detach().clone()
+    used = ids["input_ids"].unique().tolist()
+    reduction = VocabReduction(model, used, tokenizer.all_special_ids)
+    reduction.apply()
+    assert model.get_input_embeddings().weight.shape[0] < original.shape[0]
+    mapped = {**ids, "input_ids": reduction.map_ids(ids["input_ids"])}
+    torch.testing.assert_close(model(**mapped).logits, before)
+    stats = reduction.stats()
+    assert 0 < stats["vocab_reduction_pct"] < 100 and 0 < stats["model_size_reduction_pct"] < 100
+    with torch.no_grad():  # stand-in for training: change the kept rows
+        model.get_input_embeddings().weight.add_(1.0)
+    reduction.restore()
+    restored = model.get_input_embeddings().weight.detach()
+    assert restored.shape == original.shape
+    kept = reduction.kept
+    unused = torch.ones(original.shape[0], dtype=torch.bool)
+    unused[kept] = False
+    assert torch.equal(restored[unused], original[unused])
+    torch.testing.assert_close(restored[kept], original[kept] + 1.0)
