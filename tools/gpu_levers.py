@@ -36,11 +36,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--out", default="levers.json")
+    parser.add_argument("--baseline", action="store_true", help="also time Trainer + the MLM collator")
     args = parser.parse_args()
     blocks = torch.randint(5, args.vocab, (args.batch_size * (args.steps + 10), args.seq_len))
     results = []
     for preset in args.presets:
         config = BertConfig(vocab_size=args.vocab, pad_token_id=0, **architecture(preset))
+        if args.baseline:
+            from trainer_baseline import trainer_steps
+
+            run = trainer_steps(blocks, config, steps=args.steps, batch_size=args.batch_size,
+                                bf16=torch.cuda.is_available())
+            row = {"preset": preset, "lever": "baseline: Trainer + MLM collator", "tokens_per_s": run["tokens_per_s"],
+                   "peak_memory_gib": (run["peak_memory_bytes"] or 0) / 2**30, "final_loss": run["final_loss"],
+                   "device": "cuda" if torch.cuda.is_available() else "cpu", "attention": run["attention"]}
+            results.append(row)
+            print(f"{preset:6s} {row['lever']:28s} {row['tokens_per_s']:>12,.0f} tok/s  "
+                  f"{row['peak_memory_gib']:6.2f} GiB  loss {row['final_loss']:.3f}", flush=True)
         for lever, overrides in LEVERS.items():
             run = benchmark_steps(blocks, config, steps=args.steps, batch_size=args.batch_size, seed=0,
                                   device="auto", **{"precision": "auto", **overrides})

@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-mode", default="default")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -33,7 +34,8 @@ def main() -> None:
         outputs={"model": str(out / "model"), "perplexity": str(out / "perplexity.csv"),
                  "plot": str(out / "perplexity.png"), "info": str(out / "train_info.json")},
         train={"preset": args.preset, "seq_len": 128, "epochs": args.epochs, "batch_size": args.batch_size,
-               "learning_rate": args.lr, "warmup_ratio": 0.05, "compile": args.compile, "log_every_steps": 200},
+               "learning_rate": args.lr, "warmup_ratio": 0.05, "compile": args.compile, "compile_mode": args.compile_mode,
+               "log_every_steps": 200},
         device="cuda",
         seed=1234,
         checkpoint_dir=str(out / "checkpoints"),

@@ -67,8 +67,8 @@ class Settings:
     mlm_probability: float = 0.15
     precision: str = "auto"
     attention: str = "sdpa"
-    compile: bool = False
-    compile_mode: str = "default"
+    compile: bool | str = "auto"
+    compile_mode: str = "reduce-overhead"
     max_eval_blocks: int | None = 2000
     log_every_steps: int = 50
     checkpoint_every_steps: int = 0
@@ -285,7 +285,9 @@ class Pretrainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
         objective = MaskedLMObjective(self.model, settings.masked_only_head)
-        if settings.compile:
+        self.compiled = settings.compile is True or (
+            settings.compile == "auto" and self.device.type == "cuda" and self.world == 1)
+        if self.compiled:
             objective = torch.compile(objective, mode=settings.compile_mode)
         self.optimizer = build_optimizer(self.model, settings, self.device.type == "cuda")
         self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
@@ -539,6 +541,7 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
         {
             "device": str(trainer.device),
             "precision": trainer.precision,
+            "compiled": trainer.compiled,
             "processes": trainer.world,
             "wall_time_s": trainer.progress.elapsed_s,
             "stage_wall_time_s": time.time() - started,
@@ -566,8 +569,9 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     check_blocks_match(meta, tokenizer, tokenizer_dir, blocks_dir, settings.seq_len)
     trainer = Pretrainer(settings, vocab=Vocab.of(tokenizer), blocks=blocks, meta={**meta, "path": blocks_dir},
                          device=device, checkpoint_dir=checkpoint_dir)
-    log.info("%s on %s (%s), %d processes; %d steps (%d epochs of %d); %d parameters",
-             settings.preset or "custom", trainer.device, trainer.precision, trainer.world, trainer.total_steps,
+    log.info("%s on %s (%s%s), %d processes; %d steps (%d epochs of %d); %d parameters",
+             settings.preset or "custom", trainer.device, trainer.precision,
+             f", compiled {settings.compile_mode}" if trainer.compiled else "", trainer.world, trainer.total_steps,
              trainer.epochs, trainer.steps_per_epoch, sum(p.numel() for p in trainer.model.parameters()))
     trainer.resume()
     with stop_on_signals() as stop_flag:
@@ -593,7 +597,7 @@ def benchmark_steps(
     precision: str = "auto",
     attention: str = "sdpa",
     compile: bool = False,
-    compile_mode: str = "default",
+    compile_mode: str = "reduce-overhead",
     masked_only_head: bool = True,
     fused_adamw: bool | None = None,
     mlm_probability: float = 0.15,

@@ -1,0 +1,52 @@
+"""Same model, blocks, global batch and steps: Trainer + MLM collator vs ours; final losses and speed.
+
+    PYTHONPATH=src python tools/compare_loss.py --blocks results/wikitext2/blocks --preset small \
+        --steps 400 --batch-size 128 --out compare.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from transformers import BertConfig
+
+from bertflow.blocks import load_blocks
+from bertflow.pretrain import benchmark_steps
+from bertflow.presets import architecture
+from trainer_baseline import trainer_steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--blocks", default="results/wikitext2/blocks")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--out", default="compare.json")
+    args = parser.parse_args()
+    meta, blocks = load_blocks(args.blocks)
+    train = blocks["train"]
+    config = BertConfig(vocab_size=meta["vocab_size"], pad_token_id=0, **architecture(args.preset))
+    bf16 = torch.cuda.is_available()
+    runs = {"baseline (Trainer + collator)": trainer_steps(train, config, steps=args.steps, batch_size=args.batch_size,
+                                                           learning_rate=args.lr, bf16=bf16)}
+    for name, extra in (("ours", {}), ("ours + compile reduce-overhead", {"compile": True, "compile_mode": "reduce-overhead"})):
+        run = benchmark_steps(train, config, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                              device="auto", **extra)
+        run["mean_loss"] = sum(run["losses"]) / len(run["losses"])  # Trainer reports the run's mean loss
+        runs[name] = run
+    runs["baseline (Trainer + collator)"]["mean_loss"] = runs["baseline (Trainer + collator)"]["final_loss"]
+    base = runs["baseline (Trainer + collator)"]["tokens_per_s"]
+    for name, run in runs.items():
+        print(f"{name:32s} {run['tokens_per_s']:>12,.0f} tok/s  x{run['tokens_per_s'] / base:4.2f}  "
+              f"mean training loss {run['mean_loss']:.4f}")
+    for run in runs.values():
+        run.pop("losses", None)
+    json.dump({"args": vars(args), "runs": runs}, open(args.out, "w"), indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
