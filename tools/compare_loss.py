@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--out", default="compare.json")
+    parser.add_argument("--tolerance", type=float, default=0.03, help="allowed relative gap of the mean loss")
     args = parser.parse_args()
     meta, blocks = load_blocks(args.blocks)
     train = blocks["train"]
@@ -43,7 +44,11 @@ def main() -> None:
     for name, run in runs.items():
         print(f"{name:32s} {run['tokens_per_s']:>12,.0f} tok/s  x{run['tokens_per_s'] / base:4.2f}  "
               f"mean training loss {run['mean_loss']:.4f}")
-    for run in runs.values():
+    reference = runs["baseline (Trainer + collator)"]["mean_loss"]
+    for name, run in runs.items():
+        run["relative_loss_gap"] = (run["mean_loss"] - reference) / reference
+        verdict = "within" if abs(run["relative_loss_gap"]) <= args.tolerance else "OUTSIDE"
+        print(f"{name:32s} loss gap {run['relative_loss_gap']:+.2%} ({verdict} the {args.tolerance:.0%} tolerance)")
         run.pop("losses", None)
     json.dump({"args": vars(args), "runs": runs}, open(args.out, "w"), indent=2, default=str)
 
