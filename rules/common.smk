@@ -1,5 +1,6 @@
 import glob
 import os
+import re
 
 from snakemake.utils import min_version, validate
 
@@ -129,12 +130,24 @@ def task_train_settings(wildcards):
     return {k: v for k, v in FINETUNE[wildcards.task].items() if k not in DATA_SOURCE_KEYS}
 
 
-def finetune_model_dir(wildcards):
-    """Our pretrained model, a baseline folder, or a Hub baseline fetched by download_model."""
-    if wildcards.model == "pretrained":
+def model_source_dir(model):
+    """Folder of a model by name: our pretrained model, a baseline folder, or the folder where
+    download_model saves a Hub baseline."""
+    if model == "pretrained":
         return pretrained_model_dir()
-    source = FINETUNE["baselines"][wildcards.model]
-    return source if os.path.isdir(source) else results("downloads", "models", wildcards.model)
+    source = os.path.expanduser(FINETUNE["baselines"][model])
+    if os.path.isdir(source):
+        return source
+    if not re.fullmatch(r"\w[\w.-]*(/[\w.-]+)?", source):  # a Hub id is `name` or `owner/name`
+        raise WorkflowError(
+            f"config finetune.baselines.{model}: {source!r} looks like a local folder but is not "
+            f"one (working directory {os.getcwd()}); fix the path, or give a Hub model id"
+        )
+    return results("downloads", "models", model)
+
+
+def finetune_model_dir(wildcards):
+    return model_source_dir(wildcards.model)
 
 
 def seed_metrics(wildcards):
@@ -142,3 +155,19 @@ def seed_metrics(wildcards):
         results("finetune", wildcards.task, wildcards.model, "seed{seed}", "metrics.json"),
         seed=FINETUNE["seeds"],
     )
+
+
+# ---- Inference benchmark inputs
+
+
+def benchmarked_models(wildcards):
+    """name -> model folder: our pretrained model, each baseline, each fine-tuned model (first seed)."""
+    models = {"pretrained": pretrained_model_dir()}
+    for name in FINETUNE["baselines"]:
+        models[name] = model_source_dir(name)
+    if config["benchmark"]["include_finetuned"]:
+        seed = FINETUNE["seeds"][0]
+        for task in TASKS:
+            for model in finetune_models():
+                models[f"{model}-{task}"] = results("finetune", task, model, f"seed{seed}", "model")
+    return models

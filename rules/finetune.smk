@@ -14,7 +14,7 @@ rule download_task_data:
     output:
         directory(results("downloads", "{task}")),
     params:
-        hub=lambda wildcards: FINETUNE[wildcards.task]["hub"],
+        hub=lambda wildcards: {k: FINETUNE[wildcards.task]["hub"][k] for k in ("name", "config", "revision")},
     log:
         logs("download_{task}"),
     benchmark:
@@ -97,6 +97,8 @@ rule finetune_summary:
         results("finetune", "{task}", "{model}", "summary.json"),
     log:
         logs("finetune_summary_{task}_{model}"),
+    benchmark:
+        bench("finetune_summary_{task}_{model}")
     conda:
         ENV
     script:

@@ -1,7 +1,6 @@
-"""Stage: snapshot a baseline model from the Hub (local rule, needs network)."""
-from huggingface_hub import snapshot_download
-
+"""Stage: save a baseline model from the Hub with save_pretrained (local rule, needs network)."""
+from bertflow.finetune import download_model
 from bertflow.stage import stage
 
 with stage(snakemake, network=True):
-    snapshot_download(repo_id=snakemake.params.repo_id, local_dir=snakemake.output[0])
+    download_model(snakemake.params.repo_id, snakemake.output[0])

@@ -3,5 +3,4 @@ from bertflow.stage import stage
 from bertflow.task_data import download_hub_dataset
 
 with stage(snakemake, network=True):
-    hub = snakemake.params.hub
-    download_hub_dataset(hub["name"], hub["config"], snakemake.output[0])
+    download_hub_dataset(out_dir=snakemake.output[0], **snakemake.params.hub)

@@ -16,6 +16,8 @@ from bertflow.squad_metrics import exact_match, f1, normalize_answer, squad_scor
 from bertflow.synthetic_tasks import generate_squad, generate_sst2
 from bertflow.vocab_reduction import VocabReduction
 
+from helpers_finetune import make_tiny_model
+
 
 # ----------------------------------------------------------------------------- SQuAD metrics
 
@@ -96,6 +98,11 @@ def test_split_by_article_keeps_articles_whole():
 def test_generated_tasks_are_valid_and_balanced():
     squad = generate_squad(25, seed=4)
     assert task_data.validate_squad(squad, "generated") == 25 * 6
+    fresh = generate_squad(25, seed=4, world_seed=None)  # what the validation split uses
+    assert task_data.validate_squad(fresh, "generated") == 25 * 6
+    answers = lambda d: [qa["answers"][0]["text"] for a in d["data"] for p in a["paragraphs"] for qa in p["qas"]]  # noqa: E731
+    same = sum(a == b for a, b in zip(answers(squad), answers(fresh)))
+    assert same < 0.5 * len(answers(squad))  # the same names, mostly other facts: nothing to recall
     rows = generate_sst2(200, seed=2)
     assert sum(label for _, label in rows) == 100
 
@@ -105,25 +112,11 @@ def test_generated_tasks_are_valid_and_balanced():
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from transformers import BertConfig, BertForMaskedLM
-
-    from bertflow.synthetic import generate_corpus
-    from bertflow.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("model")
-    (root / "text.txt").write_text("\n".join(generate_corpus(1000, seed=1)))
-    tokenizer = train_tokenizer(train_file=str(root / "text.txt"), validation_file=str(root / "text.txt"),
-                                out_dir=str(root / "m"), out_report=str(root / "r.json"), vocab_size=300,
-                                lowercase=True, min_frequency=1,
-                                special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], model_max_length=512)
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64)).save_pretrained(root / "m")
-    return str(root / "m")
+    return make_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def test_qa_features_point_at_the_answer_and_decode_back(tiny_model_dir):
-    _, tokenizer = load_task_model("squad", tiny_model_dir)
+    _, tokenizer, _ = load_task_model("squad", tiny_model_dir)
     examples = task_data.squad_examples(generate_squad(3, seed=2))
     features = train_features(tokenizer, examples, max_length=64, doc_stride=16)
     inputs, example_index, offsets = eval_features(tokenizer, examples, max_length=64, doc_stride=16)
@@ -142,8 +135,8 @@ def test_qa_features_point_at_the_answer_and_decode_back(tiny_model_dir):
 
 
 def test_parameter_accounting_names_the_task_head(tiny_model_dir):
-    model, _ = load_task_model("sst2", tiny_model_dir)
-    params = parameter_accounting(tiny_model_dir, model)
+    model, _, loading_info = load_task_model("sst2", tiny_model_dir)
+    params = parameter_accounting(tiny_model_dir, model, loading_info)
     assert params["finetuned_parameters"] == sum(p.numel() for p in model.parameters())
     assert set(params["head_parameter_names"]) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias",
                                                    "classifier.weight", "classifier.bias"}
@@ -164,7 +157,7 @@ def test_tokenizer_model_vocab_mismatch_is_rejected(tiny_model_dir, tmp_path):
 
 
 def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_dir):
-    model, tokenizer = load_task_model("sst2", tiny_model_dir)
+    model, tokenizer, _ = load_task_model("sst2", tiny_model_dir)
     model.eval()
     ids = tokenizer(["alice lives in paris", "a dull film"], padding=True, return_tensors="pt")
     before = model(**ids).logits
@@ -187,3 +180,88 @@ def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_d
     unused[kept] = False
     assert torch.equal(restored[unused], original[unused])
     torch.testing.assert_close(restored[kept], original[kept] + 1.0)
+
+
+def test_vocab_reduction_keeps_the_pad_row_frozen(tiny_model_dir):
+    model, tokenizer, _ = load_task_model("squad", tiny_model_dir)
+    pad = tokenizer.pad_token_id
+    reduction = VocabReduction(model, [7, 9], [])  # [PAD] kept even when not listed
+    reduction.apply()
+    embedding = model.get_input_embeddings()
+    assert embedding.padding_idx == int(reduction.lookup[pad])
+    reduction.restore()
+    assert model.get_input_embeddings().padding_idx == pad
+
+
+# ----------------------------------------------------------------------------- other model sources
+
+
+def test_head_accounting_for_base_model_and_bin_checkpoints(tiny_model_dir, tmp_path):
+    """Hub BERTs are often saved as BertModel (no `bert.` prefix) or as pytorch_model.bin only."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, BertModel
+
+    base = tmp_path / "base"
+    BertModel(AutoConfig.from_pretrained(tiny_model_dir)).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{tiny_model_dir}/{name}", base)
+    model, _, info = load_task_model("sst2", str(base))
+    params = parameter_accounting(str(base), model, info)
+    assert params["head_parameter_names"] == ["classifier.bias", "classifier.weight"]  # the pooler was saved
+    assert params["pretrained_parameters"] + params["head_parameters_added"] == params["finetuned_parameters"]
+
+    binary = tmp_path / "bin"
+    shutil.copytree(tiny_model_dir, binary)
+    torch.save(load_file(binary / "model.safetensors"), binary / "pytorch_model.bin")
+    (binary / "model.safetensors").unlink()
+    model, _, info = load_task_model("sst2", str(binary))
+    from_bin = parameter_accounting(str(binary), model, info)
+    model, _, info = load_task_model("sst2", tiny_model_dir)
+    assert from_bin == parameter_accounting(tiny_model_dir, model, info)
+
+
+def test_model_folder_without_tokenizer_is_rejected(tiny_model_dir, tmp_path):
+    import shutil
+
+    shutil.copy(f"{tiny_model_dir}/config.json", tmp_path)
+    with pytest.raises(DataError, match="no tokenizer files"):
+        load_task_model("sst2", str(tmp_path))
+
+
+def test_download_model_saves_weights_and_tokenizer(tiny_model_dir, tmp_path):
+    from bertflow.finetune import download_model
+
+    # A local folder stands in for the Hub id: from_pretrained resolves both the same way.
+    download_model(tiny_model_dir, str(tmp_path / "baseline"))
+    saved = sorted(p.name for p in (tmp_path / "baseline").iterdir())
+    assert "model.safetensors" in saved and "tokenizer.json" in saved and "config.json" in saved
+    model, tokenizer, info = load_task_model("squad", str(tmp_path / "baseline"))
+    assert sorted(info["missing_keys"]) == ["qa_outputs.bias", "qa_outputs.weight"]
+
+
+def test_hub_datasets_on_disk_are_validated(tmp_path):
+    import datasets
+
+    ctx = "alice lives in paris ."
+    squad_rows = {"id": ["q1"], "title": ["t"], "context": [ctx], "question": ["where ?"],
+                  "answers": [{"text": ["paris"], "answer_start": [15]}]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(squad_rows)}).save_to_disk(tmp_path / "squad")
+    assert task_data.hub_squad_to_official(str(tmp_path / "squad"), "train")["data"][0]["paragraphs"] == [
+        {"context": ctx, "qas": [{"id": "q1", "question": "where ?",
+                                  "answers": [{"text": "paris", "answer_start": 15}]}]}]
+
+    sst2 = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0]}),
+        "test": datasets.Dataset.from_dict({"sentence": ["?"], "label": [-1]}),  # GLUE test: no labels
+    })
+    sst2.save_to_disk(tmp_path / "sst2")
+    assert task_data.read_hub_sst2(str(tmp_path / "sst2"), "train") == [("good", 1), ("bad", 0)]
+    with pytest.raises(DataError, match=r"sst2 \(split test\), row 0: label -1 is not 0 or 1"):
+        task_data.read_hub_sst2(str(tmp_path / "sst2"), "test")
+    (tmp_path / "not_saved").mkdir()
+    with pytest.raises(DataError, match="not_saved: cannot load the saved dataset"):
+        task_data.read_hub_sst2(str(tmp_path / "not_saved"), "train")
+    with pytest.raises(DataError, match="split 'dev' not found"):
+        task_data.read_hub_sst2(str(tmp_path / "sst2"), "dev")

@@ -69,6 +69,14 @@ def test_finetuning_metrics_per_task(tiny_run):
     assert (tiny_run / "results/finetune/squad/pretrained/seed1/model/model.safetensors").is_file()
 
 
+def test_inference_benchmark_covers_both_sweeps(tiny_run):
+    rows = list(csv.DictReader(open(tiny_run / "results/benchmark/inference.csv")))
+    assert {(r["sweep"], int(r["batch_size"]), int(r["seq_len"])) for r in rows} == {
+        ("seq_len", 2, 8), ("seq_len", 2, 16), ("batch_size", 1, 16), ("batch_size", 2, 16)}
+    assert all(float(r["latency_ms_median"]) > 0 for r in rows)
+    assert (tiny_run / "results/benchmark/memory_vs_batch_size.png").is_file()
+
+
 def test_complete_run_plans_nothing(tiny_run):
     assert dry_run(tiny_run) == set()
 

@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--out", default="levers.json")
     parser.add_argument("--baseline", action="store_true", help="also time Trainer + the MLM collator")
+    parser.add_argument("--levers", nargs="+", default=list(LEVERS), help="which rows of LEVERS to run")
     args = parser.parse_args()
     blocks = torch.randint(5, args.vocab, (args.batch_size * (args.steps + 10), args.seq_len))
     results = []
@@ -53,7 +54,7 @@ def main() -> None:
             results.append(row)
             print(f"{preset:6s} {row['lever']:28s} {row['tokens_per_s']:>12,.0f} tok/s  "
                   f"{row['peak_memory_gib']:6.2f} GiB  loss {row['final_loss']:.3f}", flush=True)
-        for lever, overrides in LEVERS.items():
+        for lever, overrides in ((name, LEVERS[name]) for name in args.levers):
             run = benchmark_steps(blocks, config, steps=args.steps, batch_size=args.batch_size, seed=0,
                                   device="auto", **{"precision": "auto", **overrides})
             row = {"preset": preset, "lever": lever, "tokens_per_s": run["tokens_per_s"],

@@ -58,44 +58,85 @@ class FinetuneSettings:
 # ----------------------------------------------------------------------------- models
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
 def load_task_model(task: str, model_dir: str):
+    """Task model (a new, seeded head on the pretrained body), its tokenizer, and transformers'
+    loading report (which weights were newly initialised or left unused)."""
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
     if not Path(model_dir, "config.json").is_file():
         raise DataError(f"{model_dir}: no config.json; expected a model folder (save_pretrained)")
+    if not any(Path(model_dir, name).is_file() for name in TOKENIZER_FILES):
+        raise DataError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
+                        "next to the model (tokenizer.save_pretrained(model_dir))")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if task == "sst2":
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=2, output_loading_info=True)
     else:
-        model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
+        model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True)
     if len(tokenizer) > model.config.vocab_size:
         raise DataError(
             f"{model_dir}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
             f"{model.config.vocab_size} rows; the tokenizer does not belong to this model"
         )
-    return model, tokenizer
+    return model, tokenizer, info
 
 
-def parameter_accounting(model_dir: str, model) -> dict:
-    """Parameters of the fine-tuned model next to its source, and which ones the task head adds."""
+def checkpoint_sizes(model_dir: str) -> dict[str, int]:
+    """Tensor name -> element count of the saved weights (safetensors, else PyTorch .bin)."""
     from safetensors import safe_open
 
-    source: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for path in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(path, "pt") as handle:
             for name in handle.keys():
-                source[name] = math.prod(handle.get_slice(name).get_shape())
-    tuned = {name: p.numel() for name, p in model.named_parameters()}
-    added = {name: n for name, n in tuned.items() if name not in source}
-    dropped = {name: n for name, n in source.items() if name not in tuned}
+                sizes[name] = math.prod(handle.get_slice(name).get_shape())
+    if not sizes:
+        for path in sorted(Path(model_dir).glob("pytorch_model*.bin")):
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            sizes.update({name: tensor.numel() for name, tensor in state.items()})
+    return sizes
+
+
+def parameter_accounting(model_dir: str, model, loading_info: dict) -> dict:
+    """Parameters of the fine-tuned model next to the pretrained checkpoint, and the task head:
+    the weights transformers had to initialise (its loading report, which also resolves
+    checkpoints saved without the `bert.` prefix or in the old .bin format)."""
+    tuned = dict(model.named_parameters())
+    added = sorted(name for name in loading_info["missing_keys"] if name in tuned)
+    source = checkpoint_sizes(model_dir)
+    dropped = sorted(loading_info["unexpected_keys"])
+    finetuned = sum(p.numel() for p in tuned.values())
+    head = sum(tuned[name].numel() for name in added)
+    dropped_count = sum(source.get(name, 0) for name in dropped)
     return {
-        "pretrained_parameters": sum(source.values()),
-        "finetuned_parameters": sum(tuned.values()),
-        "head_parameters_added": sum(added.values()),
-        "head_parameter_names": sorted(added),
-        "pretrained_parameters_dropped": sum(dropped.values()),
-        "dropped_parameter_names": sorted(dropped),
+        "pretrained_parameters": sum(source.values()) if source else finetuned - head + dropped_count,
+        "finetuned_parameters": finetuned,
+        "head_parameters_added": head,
+        "head_parameter_names": added,
+        "pretrained_parameters_dropped": dropped_count,
+        "dropped_parameter_names": dropped,
     }
+
+
+def download_model(repo_id: str, out_dir: str, revision: str | None = None) -> None:
+    """Save a Hub model (weights as safetensors) and its tokenizer with save_pretrained (local rule).
+
+    Loading with the pretraining head kept when the architecture has one, so the parameter report
+    can say what fine-tuning drops; only the files a fine-tune needs are written (no TF/Flax copies).
+    """
+    from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
+
+    log.info("downloading model %s (revision %s)", repo_id, revision)
+    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
+    try:
+        model = AutoModelForPreTraining.from_pretrained(repo_id, revision=revision)
+    except ValueError:  # no pretraining head registered for this architecture
+        model = AutoModel.from_pretrained(repo_id, revision=revision)
+    save_model(model, tokenizer, Path(out_dir))
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -268,8 +309,8 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     started = time.time()
     settings = FinetuneSettings.from_config(settings)
     torch.manual_seed(seed)  # the task head's initialisation
-    model, tokenizer = load_task_model(task, model_dir)
-    params = parameter_accounting(model_dir, model)
+    model, tokenizer, loading_info = load_task_model(task, model_dir)
+    params = parameter_accounting(model_dir, model, loading_info)
     task_data = TASKS[task](tokenizer, settings, train_file, validation_file)
     train_data, eval_data = task_data.train_tensors(), task_data.eval_inputs()
     reduction = None
@@ -290,7 +331,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         "epochs": history,
         "finetune_wall_time_s": time.time() - started,
         "train_examples": len(task_data.train), "validation_examples": len(task_data.validation),
-        "precision": tuner.precision, "processes": tuner.world,
+        "compute_precision": tuner.precision, "processes": tuner.world,
         "parameters": params,
         "settings": asdict(settings),
         "environment": environment_info(),

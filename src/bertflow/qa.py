@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError
+
 
 class Windows:
     """[CLS] question [SEP] context-window [SEP] [PAD]... per window, with offsets into the context
@@ -55,8 +57,9 @@ def _tokenize(tokenizer, examples: list[dict], max_length: int, doc_stride: int)
         context = backend.encode(example["context"], add_special_tokens=False)
         room = max_length - len(question) - 3
         if room <= doc_stride:
-            raise ValueError(f"max_length {max_length} leaves {room} context tokens, not more than "
-                             f"doc_stride {doc_stride}; raise max_length or lower doc_stride")
+            raise ConfigError(f"finetune.squad: max_length {max_length} leaves {room} context tokens after "
+                              f"question {example['id']!r}, not more than doc_stride {doc_stride}; "
+                              "raise max_length or lower doc_stride")
         start = 0
         while True:
             end = min(start + room, len(context.ids))

@@ -35,12 +35,17 @@ def _distractor(rng: random.Random) -> str:
     ))
 
 
-def generate_squad(num_articles: int, seed: int, world_seed: int = 7) -> dict:
-    """Official SQuAD v1.1 JSON: one article per person, contexts of facts plus distractors."""
+def generate_squad(num_articles: int, seed: int, world_seed: int | None = 7) -> dict:
+    """Official SQuAD v1.1 JSON: one article per person, contexts of facts plus distractors.
+
+    `world_seed` 7 is the generated corpus' world, whose facts pretraining has seen; None draws
+    fresh facts for every article, so answers can only be read from the context, not recalled
+    (what the validation split uses)."""
     rng = random.Random(seed)
-    people = World(seed=world_seed).people
+    fixed_people = None if world_seed is None else World(seed=world_seed).people
     data = []
     for article in range(num_articles):
+        people = fixed_people or World(seed=rng.randrange(2**31)).people
         person = people[article % len(people)]
         facts = fact_sentences(person)
         sentences = facts + [_distractor(rng) for _ in range(2)]

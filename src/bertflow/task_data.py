@@ -40,8 +40,12 @@ def read_sst2_tsv(path: str) -> list[tuple[str, int]]:
             if label not in ("0", "1"):
                 raise DataError(f"{path}, line {line_no}: label {label!r} is not 0 or 1")
             rows.append((row[sentence_col], int(label)))
+    return require_examples(rows, str(path))
+
+
+def require_examples(rows: list, source: str) -> list:
     if not rows:
-        raise DataError(f"{path}: no examples (empty split)")
+        raise DataError(f"{source}: no examples (empty split)")
     return rows
 
 
@@ -51,12 +55,34 @@ def write_sst2_tsv(path: str, rows: list[tuple[str, int]]) -> None:
 
 
 def read_hub_sst2(dataset_dir: str, split: str) -> list[tuple[str, int]]:
+    data = hub_split(dataset_dir, split)
+    source = f"{dataset_dir} (split {split})"
+    missing = {"sentence", "label"} - set(data.column_names)
+    if missing:
+        raise DataError(f"{source}: missing column(s) {sorted(missing)}; expected the glue/sst2 layout")
+    rows = []
+    for index, row in enumerate(data):
+        if row["label"] not in (0, 1):
+            raise DataError(f"{source}, row {index}: label {row['label']!r} is not 0 or 1 "
+                            "(the GLUE test split has no labels; evaluate on validation)")
+        rows.append((row["sentence"], int(row["label"])))
+    return require_examples(rows, source)
+
+
+def hub_split(dataset_dir: str, split: str):
+    """One split of a dataset saved by the download rule (`save_to_disk`)."""
     import datasets
 
-    data = datasets.load_from_disk(dataset_dir)
+    if not Path(dataset_dir).is_dir():
+        raise DataError(f"{dataset_dir}: no saved dataset; run the download rule first")
+    try:
+        data = datasets.load_from_disk(dataset_dir)
+    except Exception as err:  # datasets raises FileNotFoundError, IndexError, ... for broken folders
+        raise DataError(f"{dataset_dir}: cannot load the saved dataset ({err!r}); delete the folder and "
+                        "run the download rule again") from err
     if split not in data:
         raise DataError(f"{dataset_dir}: split {split!r} not found; has {list(data)}")
-    return [(row["sentence"], int(row["label"])) for row in data[split]]
+    return data[split]
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -115,23 +141,20 @@ def split_articles(squad: dict, train_articles: int, source: str) -> tuple[dict,
 
 def hub_squad_to_official(dataset_dir: str, split: str) -> dict:
     """Rows of the Hub `squad` dataset (one per question) back to the official nested JSON."""
-    import datasets
-
-    data = datasets.load_from_disk(dataset_dir)
-    if split not in data:
-        raise DataError(f"{dataset_dir}: split {split!r} not found; has {list(data)}")
     articles: dict[str, dict[str, list]] = {}
-    for row in data[split]:
+    for row in hub_split(dataset_dir, split):
         paragraphs = articles.setdefault(row["title"], {})
         paragraphs.setdefault(row["context"], []).append({
             "id": row["id"], "question": row["question"],
             "answers": [{"text": t, "answer_start": s}
                         for t, s in zip(row["answers"]["text"], row["answers"]["answer_start"])],
         })
-    return {"version": "1.1", "data": [
+    squad = {"version": "1.1", "data": [
         {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
         for title, paragraphs in articles.items()
     ]}
+    validate_squad(squad, f"{dataset_dir} (split {split})")
+    return squad
 
 
 def squad_examples(squad: dict) -> list[dict]:
@@ -175,7 +198,8 @@ def prepare_squad(*, source: str, out_train: str, out_validation: str, generated
         from .synthetic_tasks import generate_squad
 
         train = generate_squad(generated["train_articles"], generated["seed"])
-        validation = generate_squad(generated["validation_articles"], generated["seed"] + 1)
+        # Validation facts are new: EM/F1 measure reading the context, not recalling training answers.
+        validation = generate_squad(generated["validation_articles"], generated["seed"] + 1, world_seed=None)
     elif source == "local":
         train = read_squad_json(local_files["train"])
         if local_files.get("validation"):

@@ -18,14 +18,17 @@ class VocabReduction:
         embedding = model.get_input_embeddings()
         self.model = model
         self.full_weight = embedding.weight.detach().clone()
-        self.kept = torch.tensor(sorted(set(int(i) for i in used_ids) | set(special_ids)), dtype=torch.long)
+        self.padding_idx = embedding.padding_idx  # BERT never updates the [PAD] row; keep it that way
+        always = set(special_ids) | ({self.padding_idx} if self.padding_idx is not None else set())
+        self.kept = torch.tensor(sorted({int(i) for i in used_ids} | always), dtype=torch.long)
         self.lookup = torch.zeros(self.full_weight.shape[0], dtype=torch.long)
         self.lookup[self.kept] = torch.arange(len(self.kept))
         self.total_parameters = sum(p.numel() for p in model.parameters())
 
     def apply(self) -> None:
         rows = self.full_weight[self.kept].clone()
-        self.model.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=False))
+        padding_idx = None if self.padding_idx is None else int(self.lookup[self.padding_idx])
+        self.model.set_input_embeddings(nn.Embedding.from_pretrained(rows, freeze=False, padding_idx=padding_idx))
 
     def map_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.lookup.to(input_ids.device)[input_ids]
@@ -34,7 +37,7 @@ class VocabReduction:
         trained = self.model.get_input_embeddings().weight.detach()
         full = self.full_weight.to(trained.device, trained.dtype).clone()
         full[self.kept.to(trained.device)] = trained
-        self.model.set_input_embeddings(nn.Embedding.from_pretrained(full, freeze=False))
+        self.model.set_input_embeddings(nn.Embedding.from_pretrained(full, freeze=False, padding_idx=self.padding_idx))
 
     def stats(self) -> dict:
         vocab, hidden = self.full_weight.shape

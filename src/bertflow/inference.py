@@ -1,0 +1,151 @@
+"""Inference benchmark stage: latency and peak memory of each model over sequence lengths and batch sizes.
+
+Each model is measured in a fresh subprocess. Latency is the median of `repeats` timed forward
+passes after `warmup` untimed ones, on random token ids (no padding), under
+`torch.inference_mode()`, with bf16 autocast on a GPU. Memory: on CUDA,
+`torch.cuda.max_memory_allocated()` per point (reset before each); on CPU, the growth of the
+process's peak resident set size (`ru_maxrss`) over the size after loading the model — the
+points run in ascending batch x length, so each point's running peak is its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import DataError
+from .provenance import environment_info
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "sweep", "batch_size", "seq_len", "latency_ms_median", "latency_ms_p90",
+           "tokens_per_s", "peak_memory_mb", "memory_kind", "device", "precision", "torch", "transformers"]
+
+
+def measure_model(model_dir: str, points: list[tuple[str, int, int]], warmup: int, repeats: int,
+                  device: str) -> list[dict]:
+    """All points of one model, in the calling process (the stage calls it through `run_model`)."""
+    import resource
+
+    import torch
+    import transformers
+
+    from .pretrain import resolve_device
+
+    device = resolve_device(device)
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    model_class = getattr(transformers, (config.architectures or ["AutoModel"])[0], transformers.AutoModel)
+    model = model_class.from_pretrained(model_dir).to(device).eval()  # with its head, as deployed
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = []
+    for sweep, batch_size, seq_len in sorted(points, key=lambda p: (p[1] * p[2], p[1])):
+        if seq_len > config.max_position_embeddings:
+            log.info("%s: seq_len %d exceeds the model's positions; skipped", model_dir, seq_len)
+            continue
+        ids = torch.randint(5, config.vocab_size, (batch_size, seq_len), generator=torch.Generator().manual_seed(0))
+        ids, times = ids.to(device), []
+        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            for i in range(warmup + repeats):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                model(input_ids=ids)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+        if device == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - loaded_rss
+            kind = "cpu_peak_rss_growth"
+        median = statistics.median(times)
+        rows.append({
+            "sweep": sweep, "batch_size": batch_size, "seq_len": seq_len,
+            "latency_ms_median": 1000 * median,
+            "latency_ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+            "tokens_per_s": batch_size * seq_len / median,
+            "peak_memory_mb": peak, "memory_kind": kind, "device": device,
+            "precision": "bf16" if bf16 else "fp32",
+            "torch": torch.__version__, "transformers": transformers.__version__,
+        })
+    return rows
+
+
+def run_model(model_dir: str, points: list, warmup: int, repeats: int, device: str) -> list[dict]:
+    """`measure_model` in a fresh Python process, so earlier models do not inflate the memory."""
+    args = json.dumps([model_dir, points, warmup, repeats, device])
+    code = ("import json; from bertflow.inference import measure_model; "
+            f"print(json.dumps(measure_model(*json.loads({args!r}))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{model_dir}: inference benchmark failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def grid(seq_lens: list[int], batch_sizes: list[int], fixed_batch: int, fixed_seq_len: int) -> list[tuple[str, int, int]]:
+    points = [("seq_len", fixed_batch, s) for s in seq_lens]
+    points += [("batch_size", b, fixed_seq_len) for b in batch_sizes]
+    return points
+
+
+def benchmark_models(*, models: dict[str, str], out_csv: str, out_json: str, plots: dict, seq_lens: list[int],
+                     batch_sizes: list[int], fixed_batch: int, fixed_seq_len: int, warmup: int, repeats: int,
+                     device: str) -> list[dict]:
+    """Stage entry: every model over both sweeps -> CSV, JSON (with the environment) and plots."""
+    for name, model_dir in models.items():
+        if not Path(model_dir, "config.json").is_file():
+            raise DataError(f"{model_dir}: no config.json for benchmark model {name!r}")
+    points = grid(seq_lens, batch_sizes, fixed_batch, fixed_seq_len)
+    rows = []
+    for name, model_dir in models.items():
+        for point in run_model(model_dir, points, warmup, repeats, device):
+            rows.append({"model": name, **point})
+            log.info("%s %s batch %d seq %d: %.2f ms, %.0f MB", name, point["sweep"], point["batch_size"],
+                     point["seq_len"], point["latency_ms_median"], point["peak_memory_mb"])
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    Path(out_json).write_text(json.dumps({"rows": rows, "environment": environment_info()}, indent=2))
+    plot_sweeps(rows, plots)
+    return rows
+
+
+def plot_sweeps(rows: list[dict], plots: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {
+        "latency_vs_seq_len": ("seq_len", "seq_len", "latency_ms_median", "latency (ms, median)"),
+        "memory_vs_seq_len": ("seq_len", "seq_len", "peak_memory_mb", "peak memory (MB)"),
+        "memory_vs_batch_size": ("batch_size", "batch_size", "peak_memory_mb", "peak memory (MB)"),
+    }
+    for key, (sweep, x, y, ylabel) in panels.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for model in dict.fromkeys(r["model"] for r in rows):
+            points = sorted((r[x], r[y]) for r in rows if r["model"] == model and r["sweep"] == sweep)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(ylabel)
+        kind = rows[0]["memory_kind"] if rows else ""
+        ax.set_title(f"{ylabel} vs {x.replace('_', ' ')} ({rows[0]['device'] if rows else ''}"
+                     f"{', ' + kind if 'memory' in y else ''})", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(plots[key], dpi=110)
+        plt.close(fig)

@@ -1,0 +1,41 @@
+"""The inference benchmark: its grid, its measurements and its outputs (no timing assertions)."""
+
+from __future__ import annotations
+
+import csv
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from bertflow.inference import COLUMNS, benchmark_models, grid, measure_model
+
+
+def tiny_model(path, max_positions=32):
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=max_positions)).save_pretrained(path)
+    return str(path)
+
+
+def test_grid_has_both_sweeps():
+    assert grid([8, 16], [1, 4], fixed_batch=2, fixed_seq_len=16) == [
+        ("seq_len", 2, 8), ("seq_len", 2, 16), ("batch_size", 1, 16), ("batch_size", 4, 16)]
+
+
+def test_measure_model_skips_lengths_beyond_positions_and_reports_memory(tmp_path):
+    rows = measure_model(tiny_model(tmp_path / "m"), grid([8, 64], [1], 2, 8), warmup=1, repeats=3, device="cpu")
+    assert [(r["sweep"], r["batch_size"], r["seq_len"]) for r in rows] == [("batch_size", 1, 8), ("seq_len", 2, 8)]
+    for row in rows:
+        assert row["latency_ms_median"] > 0 and row["latency_ms_p90"] >= row["latency_ms_median"]
+        assert row["memory_kind"] == "cpu_peak_rss_growth" and row["peak_memory_mb"] >= 0
+        assert row["device"] == "cpu" and row["torch"] == torch.__version__
+
+
+def test_stage_writes_csv_and_three_plots(tmp_path):
+    plots = {k: str(tmp_path / f"{k}.png") for k in ("latency_vs_seq_len", "memory_vs_seq_len", "memory_vs_batch_size")}
+    benchmark_models(models={"a": tiny_model(tmp_path / "a")}, out_csv=str(tmp_path / "b.csv"),
+                     out_json=str(tmp_path / "b.json"), plots=plots, seq_lens=[8, 16], batch_sizes=[1, 2],
+                     fixed_batch=2, fixed_seq_len=8, warmup=1, repeats=2, device="cpu")
+    rows = list(csv.DictReader(open(tmp_path / "b.csv")))
+    assert list(rows[0]) == COLUMNS and len(rows) == 4 and {r["model"] for r in rows} == {"a"}
+    assert all((tmp_path / f"{k}.png").stat().st_size > 1000 for k in plots)
