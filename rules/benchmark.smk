@@ -24,7 +24,7 @@ rule benchmark_inference:
             category="Inference benchmark",
         ),
     params:
-        grid={k: v for k, v in BENCHMARK.items() if k not in ("enabled", "include_finetuned")},
+        grid=dict(sorted((k, v) for k, v in BENCHMARK.items() if k not in ("enabled", "include_finetuned"))),
         device=config["device"],
     resources:
         gpu=1,

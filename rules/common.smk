@@ -122,12 +122,12 @@ def task_data_sources(wildcards):
 
 def task_data_params(wildcards):
     """Only the data-source keys of the task's section, so hyperparameters do not redo the data."""
-    return {k: FINETUNE[wildcards.task][k] for k in DATA_SOURCE_KEYS}
+    return {k: FINETUNE[wildcards.task][k] for k in sorted(DATA_SOURCE_KEYS)}
 
 
 def task_train_settings(wildcards):
     """Only the training keys, so a data-source edit alone does not look like new hyperparameters."""
-    return {k: v for k, v in FINETUNE[wildcards.task].items() if k not in DATA_SOURCE_KEYS}
+    return dict(sorted((k, v) for k, v in FINETUNE[wildcards.task].items() if k not in DATA_SOURCE_KEYS))
 
 
 def model_source_dir(model):

@@ -20,7 +20,8 @@ rule pretrain:
         ),
         info=results("pretrain", "train_info.json"),
     params:
-        train={k: v for k, v in PRETRAIN.items() if k != "num_processes"},
+        # Sorted: reordering keys in a config file must not look like a new hyperparameter.
+        train=dict(sorted((k, v) for k, v in PRETRAIN.items() if k != "num_processes")),
         device=config["device"],
         seed=seed_for("pretrain"),
         checkpoint_dir=results("pretrain", "checkpoints"),

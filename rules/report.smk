@@ -1,1 +1,146 @@
-# Rules for the report stages (see README.md).
+CARD = config["card"]
+# Parameter reports: `pretrained` and each baseline, then every fine-tuned `task/model`: name -> (json, md).
+PARAM_REPORTS = {
+    name: (results("reports", "params", f"{name}.json"), results("reports", "params", f"{name}.md"))
+    for name in [*finetune_models(), *(f"{task}/{model}" for task in TASKS for model in finetune_models())]
+}
+# Fine-tuning results of our pretrained model that go into its card (model-index).
+CARD_SUMMARIES = {task: finetune_summary(task, "pretrained") for task in TASKS} if CARD["include_finetune"] else {}
+# Only what the card needs to name a dataset honestly: the source and, for the Hub, its id.
+DATA_SOURCES = {
+    name: {
+        "source": section["source"],
+        **({"hub": {k: section["hub"].get(k) for k in ("name", "config")}} if section["source"] == "hub" else {}),
+    }
+    for name, section in [("corpus", CORPUS), *((task, config["finetune"][task]) for task in TASKS)]
+}
+# Leaderboard rows: model -> its parameter report and fine-tuning summaries.
+LEADERBOARD = {
+    model: {"params": PARAM_REPORTS[model][0], **{task: finetune_summary(task, model) for task in TASKS}}
+    for model in finetune_models()
+}
+# The inference benchmark exists only when benchmark.enabled (and a rule in benchmark.smk makes it;
+# without one the report says so instead of failing the whole run).
+BENCHMARK_ENABLED = bool(config["benchmark"].get("enabled"))
+BENCHMARK_CSV = (
+    [inference_benchmark_csv()]
+    if BENCHMARK_ENABLED and any(r.is_producer(inference_benchmark_csv()) for r in workflow.rules)
+    else []
+)
+
+
+rule params_report:
+    """Architecture, parameters per module (closed-form checked) and memory of a model fine-tuning starts from."""
+    input:
+        model=finetune_model_dir,
+    output:
+        json=results("reports", "params", "{model}.json"),
+        md=report(
+            results("reports", "params", "{model}.md"),
+            caption="../docs/captions/params_report.rst",
+            category="Parameters",
+            labels={"model": "{model}"},
+        ),
+    wildcard_constraints:
+        model="[A-Za-z0-9_.-]+",
+    log:
+        logs("params_report_{model}"),
+    benchmark:
+        bench("params_report_{model}")
+    conda:
+        ENV
+    script:
+        "../scripts/params_report.py"
+
+
+rule params_report_finetuned:
+    """The same report for a fine-tuned model (body plus its task head)."""
+    input:
+        # The first seed's weights: the architecture (and head) is the same for every seed.
+        model=lambda wildcards: results(
+            "finetune", wildcards.task, wildcards.model, f"seed{config['finetune']['seeds'][0]}", "model"
+        ),
+    output:
+        json=results("reports", "params", "{task}", "{model}.json"),
+        md=report(
+            results("reports", "params", "{task}", "{model}.md"),
+            caption="../docs/captions/params_report.rst",
+            category="Parameters",
+            labels={"model": "{model}", "task": "{task}"},
+        ),
+    wildcard_constraints:
+        task="|".join(TASKS),
+        model="[A-Za-z0-9_.-]+",
+    log:
+        logs("params_report_{task}_{model}"),
+    benchmark:
+        bench("params_report_{task}_{model}")
+    conda:
+        ENV
+    script:
+        "../scripts/params_report.py"
+
+
+rule model_card:
+    """README.md of the pretrained model: Hub metadata, architecture, training details, results."""
+    input:
+        **CARD_SUMMARIES,
+        params=PARAM_REPORTS["pretrained"][0],
+        train_info=rules.pretrain.output.info,
+        perplexity=rules.pretrain.output.perplexity,
+        corpus_stats=rules.prepare_corpus.output.stats,
+        tokenizer_report=rules.train_tokenizer.output.report,
+    output:
+        card=report(
+            results("card", "README.md"),
+            caption="../docs/captions/model_card.rst",
+            category="Model card",
+        ),
+    params:
+        settings=dict(sorted(CARD.items())),  # key order in the config file must not look like a change
+        corpus=DATA_SOURCES["corpus"],
+        finetune_sources={task: DATA_SOURCES[task] for task in TASKS},
+        repo_id=config["upload"]["repo_id"],
+        tasks=list(CARD_SUMMARIES),
+    log:
+        logs("model_card"),
+    benchmark:
+        bench("model_card")
+    conda:
+        ENV
+    script:
+        "../scripts/model_card.py"
+
+
+rule summary_report:
+    """results/report.md: perplexity curve, tokenizer, parameters, leaderboard, inference benchmark."""
+    input:
+        perplexity=rules.pretrain.output.perplexity,
+        plot=rules.pretrain.output.plot,
+        tokenizer_report=rules.train_tokenizer.output.report,
+        card=rules.model_card.output.card,
+        param_reports=[path for pair in PARAM_REPORTS.values() for path in pair],
+        summaries=[path for files in LEADERBOARD.values() for path in files.values()],
+        benchmark=BENCHMARK_CSV,
+    output:
+        report(
+            summary_report_md(),
+            caption="../docs/captions/summary_report.rst",
+            category="Summary",
+        ),
+    params:
+        param_reports=PARAM_REPORTS,
+        models=LEADERBOARD,
+        title=config["upload"]["repo_id"].split("/")[-1],
+        benchmark_missing=inference_benchmark_csv() if BENCHMARK_ENABLED and not BENCHMARK_CSV else None,
+    log:
+        logs("summary_report"),
+    benchmark:
+        bench("summary_report")
+    conda:
+        ENV
+    script:
+        "../scripts/summary_report.py"
+
+
+FINAL_TARGETS.extend([rules.model_card.output.card, summary_report_md()])

@@ -1,0 +1,197 @@
+"""Model card (README.md) of the pretrained model, built with huggingface_hub's ModelCard.
+
+The YAML header (language, license, datasets, tags, library, pipeline and a `model-index` with
+perplexity and, when fine-tuning ran, SST-2 / SQuAD results) is what the Hub indexes; the body
+holds the architecture, the training details, the per-epoch perplexity and the intended use.
+Every number is read from a stage output; nothing here is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .errors import DataError
+from .io import read_json, write_text
+from .markdown import size, table
+
+# Task metadata of the fine-tuning results, as the Hub's model-index expects it.
+TASK_METADATA = {
+    "sst2": {"task_type": "text-classification", "task_name": "Sentiment classification (fine-tuned)",
+             "hub": ("glue", "sst2"), "pretty": "SST-2", "metrics": (("accuracy", "accuracy"), ("f1", "f1"))},
+    "squad": {"task_type": "question-answering", "task_name": "Extractive question answering (fine-tuned)",
+              "hub": ("squad", None), "pretty": "SQuAD v1.1",
+              "metrics": (("exact_match", "exact_match"), ("f1", "f1"))},
+}
+
+
+def read_perplexity(path: str | Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "perplexity" not in rows[0]:
+        raise DataError(f"{path}: expected a CSV with an epoch,...,perplexity header and one row per epoch")
+    return rows
+
+
+def dataset_label(source: str, hub: dict | None, generated_label: str) -> tuple[str, str, str | None]:
+    """(dataset_type, dataset_name, dataset_config) for the model-index, honest about the source."""
+    if source == "hub" and hub:
+        return hub["name"], hub["name"], hub.get("config")
+    if source == "local":
+        return "local", "local files", None
+    return "generated", generated_label, None
+
+
+def eval_results(perplexity: float, corpus: dict, finetune: dict[str, dict], model_name: str) -> list[EvalResult]:
+    """model-index entries: perplexity on the held-out corpus, then each fine-tuning metric."""
+    ds_type, ds_name, ds_config = dataset_label(corpus["source"], corpus.get("hub"), "generated demo corpus")
+    results = [EvalResult(task_type="fill-mask", task_name="Masked language modelling", dataset_type=ds_type,
+                          dataset_name=ds_name, dataset_config=ds_config, dataset_split="validation",
+                          metric_type="perplexity", metric_name="Perplexity", metric_value=round(perplexity, 4))]
+    for task, summary in finetune.items():
+        meta = TASK_METADATA[task]
+        source = summary.get("source", {"source": "generated"})
+        hub = {"name": meta["hub"][0], "config": meta["hub"][1]} if source["source"] == "hub" else None
+        ds_type, ds_name, ds_config = dataset_label(source["source"], hub, f"generated {meta['pretty']}-style data")
+        for key, metric in meta["metrics"]:
+            results.append(EvalResult(
+                task_type=meta["task_type"], task_name=meta["task_name"], dataset_type=ds_type,
+                dataset_name=f"{meta['pretty']} ({ds_name})", dataset_config=ds_config, dataset_split="validation",
+                metric_type=metric, metric_name=f"{metric} (%)", metric_value=round(summary["mean"][key], 2),
+            ))
+    return results
+
+
+def card_data(settings: dict, *, model_name: str, results: list[EvalResult]) -> ModelCardData:
+    return ModelCardData(
+        language=settings["language"],
+        license=settings["license"],
+        datasets=settings["datasets"] or None,
+        tags=settings["tags"],
+        library_name="transformers",
+        pipeline_tag="fill-mask",
+        model_name=model_name,
+        eval_results=results,
+    )
+
+
+def architecture_section(params: dict) -> list[str]:
+    p, mem = params["parameters"], params["memory_bytes"]
+    return ["## Architecture", ""] + table(
+        ["layers", "d_model", "d_ff", "heads", "head dim", "vocab", "max positions", "parameters",
+         "memory fp32", "memory fp16/bf16"],
+        [[params["layers"], params["d_model"], params["d_ff"], params["heads"], params["head_dim"],
+          f"{params['vocab_size']:,}", params["max_positions"], f"{p['total']:,}",
+          size(mem["fp32"]), size(mem["fp16"])]],
+    ) + ["", f"Word embeddings: {params['word_embeddings']['params']:,} parameters "
+             f"({100 * params['word_embeddings']['params'] / p['total']:.1f}% of the model)"
+             + (", tied with the output layer." if p["tied_word_embeddings"] else "."), ""]
+
+
+def hardware(info: dict) -> str:
+    device = info.get("environment", {}).get("device", {})
+    if device.get("gpu"):
+        return f"{device.get('gpu_count', 1)} x {device['gpu']} ({info.get('processes', 1)} process(es))"
+    return f"CPU ({device.get('cpu_threads', '?')} threads, {info.get('processes', 1)} process(es))"
+
+
+def training_section(info: dict, corpus: dict, tokenizer: dict) -> list[str]:
+    settings = info.get("settings", {})
+    corpus_name = corpus.get("hub", {}).get("name") if corpus["source"] == "hub" else corpus["source"]
+    corpus_text = str(corpus_name)
+    if isinstance(corpus.get("train_words"), int):
+        corpus_text += f" ({corpus['train_lines']:,} training lines, {corpus['train_words']:,} words)"
+    rows = [
+        ["corpus", corpus_text],
+        ["tokenizer", f"WordPiece, {tokenizer.get('vocab_size', '?'):,} tokens, UNK rate "
+                      f"{100 * tokenizer.get('unk_rate', 0):.2f}%, {tokenizer.get('subwords_per_word', 0):.3f} "
+                      "sub-words per word"],
+        ["objective", f"masked LM, {100 * settings.get('mlm_probability', 0.15):.0f}% of tokens masked"],
+        ["sequence length", settings.get("seq_len", "?")],
+        ["tokens seen", f"{info['tokens_seen']:,}"],
+        ["epochs / steps", f"{info['epochs']} / {info['steps']:,}"],
+        ["batch (blocks per step)", info.get("global_batch_blocks", settings.get("batch_size", "?"))],
+        ["learning rate", settings.get("learning_rate", "?")],
+        ["precision", info.get("precision", "?")],
+        ["hardware", hardware(info)],
+        ["wall time", f"{info['wall_time_s']:,.0f} s ({info['wall_time_s'] / 3600:.2f} h)"],
+    ]
+    return ["## Training details", ""] + table(["setting", "value"], rows, numeric=set()) + [""]
+
+
+def perplexity_table(rows: list[dict]) -> list[str]:
+    """Per-epoch losses, perplexity, throughput and elapsed time (perplexity.csv)."""
+    cells = [[r["epoch"], r["step"], f"{float(r['train_loss']):.4f}", f"{float(r['eval_loss']):.4f}",
+              f"{float(r['perplexity']):.2f}", f"{float(r['tokens_per_s']):,.0f}", f"{float(r['elapsed_s']):,.0f}"]
+             for r in rows]
+    return table(["epoch", "step", "train loss", "eval loss", "perplexity", "tokens/s", "elapsed s"], cells)
+
+
+def perplexity_section(rows: list[dict]) -> list[str]:
+    return (["## Perplexity per epoch", "",
+             "Validation perplexity = exp(mean masked-LM loss) on fixed, seeded masks of the held-out split.", ""]
+            + perplexity_table(rows) + [""])
+
+
+def finetune_section(finetune: dict[str, dict]) -> list[str]:
+    if not finetune:
+        return []
+    lines = ["## Fine-tuning results", "",
+             "Mean ± standard deviation over seeds, on the validation split (percent)."]
+    for task, summary in finetune.items():
+        meta = TASK_METADATA[task]
+        cells = [f"{summary['mean'][k]:.2f} ± {summary['std'].get(k, 0.0):.2f}" for k, _ in meta["metrics"]]
+        source = summary.get("source", {}).get("source", "?")
+        lines += ["", f"### {meta['pretty']} (data: {source}, seeds: {summary['seeds']})", ""]
+        lines += table([name for name, _ in meta["metrics"]], [cells])
+    return lines + [""]
+
+
+def usage_section(repo_id: str | None) -> list[str]:
+    target = repo_id or "path/to/model"
+    return ["## How to use", "", "```python", "from transformers import pipeline", "",
+            f'fill = pipeline("fill-mask", model="{target}")', 'fill("The capital of France is [MASK].")', "```", ""]
+
+
+def build_card(*, settings: dict, params: dict, info: dict, perplexity_rows: list[dict], corpus: dict,
+               tokenizer: dict, finetune: dict[str, dict], repo_id: str | None) -> ModelCard:
+    model_name = settings["model_name"] or (repo_id.split("/")[-1] if repo_id else "bertflow-bert")
+    final = float(perplexity_rows[-1]["perplexity"])
+    data = card_data(settings, model_name=model_name,
+                     results=eval_results(final, corpus, finetune, model_name))
+    body = [
+        f"# {model_name}", "",
+        f"A BERT model ({params['layers']} layers, d_model {params['d_model']}, "
+        f"{params['parameters']['total']:,} parameters) pretrained from scratch with masked language modelling "
+        f"by the bertflow workflow. Final validation perplexity: {final:.2f}.", "",
+        *architecture_section(params),
+        *training_section(info, corpus, tokenizer),
+        *perplexity_section(perplexity_rows),
+        *finetune_section(finetune),
+        *usage_section(repo_id),
+        "## Intended use", "", settings["intended_use"].strip(), "",
+        "## Limitations", "", settings["limitations"].strip(), "",
+        "## Reproducibility", "",
+        f"Produced with bertflow {info.get('environment', {}).get('packages', {}).get('bertflow', '?')}; "
+        "the files `train_info.json`, `perplexity.csv` and `params_report.json` in this repository hold the "
+        "full settings and package versions.", "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def write_model_card(*, params_json: str, train_info: str, perplexity_csv: str, corpus_stats: str,
+                     tokenizer_report: str, finetune_summaries: dict[str, str], finetune_sources: dict[str, dict],
+                     settings: dict, corpus: dict, repo_id: str | None, out: str) -> ModelCard:
+    """Stage entry: read the stage outputs and write README.md."""
+    finetune = {}
+    for task, path in finetune_summaries.items():
+        finetune[task] = {**read_json(path), "source": finetune_sources.get(task, {"source": "generated"})}
+    card = build_card(
+        settings=settings, params=read_json(params_json), info=read_json(train_info),
+        perplexity_rows=read_perplexity(perplexity_csv), corpus={**read_json(corpus_stats), **corpus},
+        tokenizer=read_json(tokenizer_report), finetune=finetune, repo_id=repo_id,
+    )
+    write_text(out, str(card))
+    return card

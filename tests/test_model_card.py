@@ -1,0 +1,71 @@
+"""Model card: Hub metadata parses back to the inputs' values; the body carries the tables."""
+
+from __future__ import annotations
+
+import pytest
+from helpers_report import PERPLEXITY_ROWS, SQUAD, SST2, make_stage_outputs, write_card
+from huggingface_hub import ModelCard
+
+from bertflow.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def stage_outputs(tmp_path_factory):
+    return make_stage_outputs(tmp_path_factory.mktemp("card"))
+
+
+def results_by_metric(card) -> dict[tuple[str, str], float]:
+    return {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+
+
+def test_metadata_parses_back(stage_outputs, tmp_path):
+    write_card(stage_outputs, str(tmp_path / "README.md"), settings={"datasets": ["wikitext"]})
+    card = ModelCard.load(tmp_path / "README.md")
+    data = card.data
+    assert data.language == ["en"] and data.license == "apache-2.0" and data.datasets == ["wikitext"]
+    assert data.library_name == "transformers" and data.pipeline_tag == "fill-mask"
+    assert data.tags == ["bert", "fill-mask", "bertflow"] and data.model_name == "tiny-bert"
+    assert results_by_metric(card) == {
+        ("fill-mask", "perplexity"): PERPLEXITY_ROWS[-1]["perplexity"],
+        ("text-classification", "accuracy"): SST2["accuracy"], ("text-classification", "f1"): SST2["f1"],
+        ("question-answering", "exact_match"): SQUAD["exact_match"], ("question-answering", "f1"): SQUAD["f1"],
+    }
+    # Generated data is named as such, never as the real benchmark.
+    assert {r.dataset_type for r in data.eval_results} == {"generated"}
+
+
+def test_body_has_architecture_training_and_perplexity_tables(stage_outputs, tmp_path):
+    card = write_card(stage_outputs, str(tmp_path / "README.md"))
+    text = card.text
+    assert "| layers | d_model | d_ff | heads | head dim |" in text
+    assert "| 1 | 32 | 64 | 2 | 16 |" in text  # the tiny model of helpers_finetune
+    assert "| tokens seen | 81,920 |" in text and "| epochs / steps | 2 / 80 |" in text
+    assert "| hardware | CPU (1 threads, 1 process(es)) |" in text and "| wall time | 24 s" in text
+    for row in PERPLEXITY_ROWS:
+        assert f"| {row['epoch']} | {row['step']} |" in text and f"{row['perplexity']:.2f}" in text
+    assert "81.25 ± 0.50" in text and "## Intended use\n\nTeaching and research." in text
+    assert "## Limitations\n\nSmall corpus; weak results." in text
+    assert 'pipeline("fill-mask", model="alice/tiny-bert")' in text
+
+
+def test_without_finetuning_only_perplexity(stage_outputs, tmp_path):
+    card = write_card(stage_outputs, str(tmp_path / "README.md"), tasks=(), settings={"model_name": "my-bert"})
+    assert list(results_by_metric(card)) == [("fill-mask", "perplexity")]
+    assert "Fine-tuning results" not in card.text and card.data.model_name == "my-bert"
+
+
+def test_hub_sources_are_named(stage_outputs, tmp_path):
+    card = write_card(stage_outputs, str(tmp_path / "README.md"),
+                      sources={"sst2": {"source": "hub"}, "squad": {"source": "local"}},
+                      corpus={"source": "hub", "hub": {"name": "wikitext", "config": "wikitext-103-raw-v1"}})
+    by_task = {r.task_type: r for r in card.data.eval_results}
+    assert (by_task["fill-mask"].dataset_type, by_task["fill-mask"].dataset_config) == ("wikitext", "wikitext-103-raw-v1")
+    assert (by_task["text-classification"].dataset_type, by_task["text-classification"].dataset_config) == ("glue", "sst2")
+    assert by_task["question-answering"].dataset_type == "local"
+
+
+def test_bad_perplexity_csv_is_a_clear_error(stage_outputs, tmp_path):
+    bad = tmp_path / "perplexity.csv"
+    bad.write_text("epoch,loss\n")
+    with pytest.raises(DataError, match="perplexity.csv: expected a CSV"):
+        write_card({**stage_outputs, "perplexity": str(bad)}, str(tmp_path / "README.md"))

@@ -1,0 +1,78 @@
+"""Report, card and upload stages inside the tiny end-to-end run (conftest's shared `tiny_run`)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import yaml
+from conftest import TINY_CONFIG, snakemake
+from fake_hub import FakeHub
+from huggingface_hub import ModelCard
+
+from test_workflow import planned_rules
+
+from bertflow.hub import file_hashes
+
+LEADERBOARD_HEADER = ("| model | seq_len | download size | SST-2 accuracy (%) | rank | vocab size | d_model | d_ff | "
+                      "layers | parameters | fine-tune wall time | SQuAD EM / F1 (%) |")
+
+
+def test_default_run_writes_reports_card_and_dry_run_folder(tiny_run):
+    results = tiny_run / "results"
+    report = (results / "report.md").read_text()
+    assert LEADERBOARD_HEADER in report and "| pretrained | 512 |" in report
+    assert "![Validation perplexity per epoch](pretrain/perplexity.png)" in report
+    for name in ("pretrained", "sst2/pretrained", "squad/pretrained"):
+        params = json.loads((results / "reports" / "params" / f"{name}.json").read_text())
+        assert params["closed_form"]["total"] == params["parameters"]["total"]
+        assert f"[{name}](reports/params/{name}.md)" in report
+    # The card's numbers are the pipeline's numbers.
+    card = ModelCard.load(results / "card" / "README.md")
+    last = list(csv.DictReader(open(results / "pretrain" / "perplexity.csv")))[-1]
+    sst2 = json.loads((results / "finetune" / "sst2" / "pretrained" / "summary.json").read_text())
+    metrics = {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert metrics[("fill-mask", "perplexity")] == round(float(last["perplexity"]), 4)
+    assert metrics[("text-classification", "accuracy")] == round(sst2["mean"]["accuracy"], 2)
+    # Upload is off by default: the exact folder plus a receipt that says how to turn it on.
+    receipt = json.loads((results / "upload" / "receipt.json").read_text())
+    folder = results / "upload" / "folder"
+    assert receipt["pushed"] is False and "HF_TOKEN" in receipt["how_to_enable"]
+    assert receipt["files"] == file_hashes(folder) and ".snakemake_timestamp" not in receipt["files"]
+    assert (folder / "README.md").read_bytes() == (results / "card" / "README.md").read_bytes()
+    assert {"model.safetensors", "config.json", "tokenizer.json", "eval/sst2_summary.json"} <= set(receipt["files"])
+
+
+def test_upload_rule_pushes_once_to_a_loopback_hub(tiny_run_copy, tmp_path):
+    token = "hf_workflow_test_token"
+    config = yaml.safe_load(TINY_CONFIG.read_text())  # key order kept: other rules' params stay identical
+    config["upload"] = {"enabled": True, "repo_id": "alice/tiny-bert", "retry_wait_s": 0, "max_attempts": 2}
+    (tmp_path / "push.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    config = tmp_path / "push.yaml"
+    with FakeHub(tokens={token: "alice"}) as hub:
+        env = {"HF_TOKEN": token, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+        # The card names the repo, so the card, the folder, the push and the summary rerun; nothing upstream.
+        planned = planned_rules(snakemake(tiny_run_copy, "--dry-run", "--quiet", "rules", configfile=config, env=env))
+        assert planned == {"model_card", "upload_folder", "upload", "summary_report", "all"}
+        snakemake(tiny_run_copy, configfile=config, env=env)
+        receipt_path = tiny_run_copy / "results" / "upload" / "receipt.json"
+        first = json.loads(receipt_path.read_text())
+        assert first["pushed"] and first["new_commit"] and first["endpoint"] == hub.url
+        remote = hub.files("alice/tiny-bert")
+        assert {path: info["sha256"] for path, info in first["files"].items()} == {
+            path: hashlib.sha256(remote[path]).hexdigest() for path in first["files"]}
+        snakemake(tiny_run_copy, "--forcerun", "upload", configfile=config, env=env)
+        second = json.loads(receipt_path.read_text())
+        assert second["new_commit"] is False and len(hub.commits("alice/tiny-bert")) == 2
+        card = yaml.safe_load(remote["README.md"].decode().split("---")[1])
+        assert card["model-index"][0]["name"] == "tiny-bert"
+    for path in (tiny_run_copy / "results").rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_snakemake_report_html_has_captions(tiny_run_copy):
+    snakemake(tiny_run_copy, "--report", "report.html")
+    html = (tiny_run_copy / "report.html").read_text(errors="replace")
+    assert "checked against the closed-form formula" in html and "leaderboard of every fine-tuned model" in html
