@@ -1,0 +1,134 @@
+"""Training-speed harness: FLOP counting, lever plan, comparison verdicts, and a tiny end-to-end run.
+
+No timing is asserted (speed figures belong in docs/performance.md, with their command)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from bertflow import train_bench
+from bertflow.presets import architecture
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def tiny_config(vocab_size=1000):
+    return BertConfig(vocab_size=vocab_size, **architecture("tiny"))  # 2 layers, hidden 128, ffn 512
+
+
+def test_flops_per_token_matches_a_hand_count():
+    # h=128, 2 layers, i=512, V=1000, L=64.
+    # encoder 2 x (4*128^2 + 2*128*512) = 393,216; head 128^2 + 128*1000 = 144,384;
+    # attention 2 layers x 2 x 64 x 128 = 32,768 multiply-adds per token; x2 FLOPs x3 (fwd + bwd).
+    config = tiny_config()
+    assert train_bench.flops_per_token(config, 64, 1.0) == 6 * (393_216 + 144_384 + 32_768)
+    # Our head runs on round(64 * 0.15) = 10 of 64 positions.
+    share = train_bench.masked_fraction(64, 0.15)
+    assert share == 10 / 64
+    assert train_bench.flops_per_token(config, 64, share) == pytest.approx(6 * (393_216 + 144_384 * 10 / 64 + 32_768))
+
+
+def test_6n_part_is_the_models_matmul_weights():
+    """The N in 6N is every nn.Linear weight a token passes: encoder plus MLM head (vocabulary projection)."""
+    config = tiny_config(vocab_size=777)
+    model = BertForMaskedLM(config)
+    linear = sum(m.weight.numel() for part in (model.bert.encoder, model.cls) for m in part.modules()
+                 if isinstance(m, torch.nn.Linear))
+    attention_only = train_bench.flops_per_token(config, 32, 0.0) - 6 * (linear - 128 * 128 - 128 * 777)
+    assert attention_only == pytest.approx(12 * config.num_hidden_layers * 32 * config.hidden_size)
+    assert train_bench.flops_per_token(config, 32, 1.0) == pytest.approx(6 * linear + 12 * 2 * 32 * 128)
+
+
+def test_levers_flip_each_stage_default_once():
+    cpu, cuda = train_bench.levers("cpu"), train_bench.levers("cuda")
+    assert "fp32/TF32 (no bf16 autocast)" in cuda and not any("bf16" in k for k in cpu)  # autocast: GPU lever only
+    assert cpu["+ torch.compile"] == {"compile": True} and cuda["no torch.compile"] == {"compile": False}
+    assert cpu["+ fused AdamW"] == {"fused_adamw": True} and cuda["unfused AdamW"] == {"fused_adamw": False}
+    for device, flips in (("cpu", cpu), ("cuda", cuda)):
+        defaults = train_bench.ours_defaults(device)
+        for change in flips.values():
+            assert len(change) == 1
+            key, value = next(iter(change.items()))
+            assert key == "precision" or defaults[key] != value
+    runs = train_bench.plan(["tiny", "mini"], [64], "cpu", baseline=True, with_levers=False)
+    assert [(r.preset, r.kind) for r in runs] == [("tiny", "baseline"), ("tiny", "ours"), ("mini", "baseline"), ("mini", "ours")]
+
+
+def row(run, tokens_per_s, final_loss, peak=2**30, before=2**29):
+    return {"preset": "tiny", "seq_len": 64, "run": run, "tokens_per_s": tokens_per_s, "final_loss": final_loss,
+            "flops_per_token": 1e6,
+            "peak_memory_bytes": peak, "rss_before_bytes": before, "device": "cpu"}
+
+
+def test_compare_reports_speedup_memory_and_loss_verdict():
+    rows = [row(train_bench.BASELINE, 1000.0, 5.0, peak=3 * 2**29), row(train_bench.OURS, 2500.0, 5.1)]
+    (result,) = train_bench.compare(rows, tolerance=0.03)
+    assert result["speedup"] == pytest.approx(2.5)
+    assert result["memory_ratio"] == pytest.approx(0.5)  # CPU: RSS growth 0.5 GiB vs 1 GiB
+    assert result["relative_final_loss_gap"] == pytest.approx(0.02) and result["loss_within_tolerance"]
+    diverged = [rows[0], row(train_bench.OURS, 2500.0, 5.5)]
+    (result,) = train_bench.compare(diverged, tolerance=0.03)
+    assert not result["loss_within_tolerance"]
+    report = train_bench.format_report([{**r, "mfu": 0.1} for r in diverged], [result], 0.03, {"fp32": (1e12, "test")})
+    assert "OUTSIDE the 3% tolerance" in report and "2.50x tokens/s" in report
+
+
+def test_repeats_keep_the_fastest_and_list_all():
+    measured = [row(train_bench.OURS, 900.0, 5.0), row(train_bench.BASELINE, 400.0, 5.0),
+                row(train_bench.OURS, 1200.0, 5.2), row(train_bench.OURS, 1000.0, 5.1)]
+    best = {r["run"]: r for r in train_bench.best_of(measured)}
+    assert best[train_bench.OURS]["tokens_per_s"] == 1200.0 and best[train_bench.OURS]["final_loss"] == 5.2
+    assert best[train_bench.OURS]["tokens_per_s_repeats"] == [900.0, 1200.0, 1000.0]
+    assert best[train_bench.BASELINE]["tokens_per_s_repeats"] == [400.0]
+
+
+def test_bad_arguments_fail_before_any_compute(tmp_path, capsys):
+    with pytest.raises(train_bench.ConfigError, match="--data text needs"):
+        train_bench.parse_args(["--data", "text"])
+    with pytest.raises(train_bench.ConfigError, match="--steps"):
+        train_bench.parse_args(["--steps", "0"])
+    assert train_bench.main(["--data", "blocks", "--blocks", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert f"{tmp_path}: no blocks_meta.json" in capsys.readouterr().err
+
+
+def test_tiny_run_on_generated_text_writes_both_loops(tmp_path, capsys):
+    """Baseline and ours on blocks packed from the offline corpus (no `datasets`), 3 timed steps each."""
+    out = tmp_path / "bench"
+    code = train_bench.main(["--presets", "tiny", "--seq-lens", "32", "--batch-size", "4", "--steps", "3",
+                             "--warmup-steps", "1", "--data", "generated", "--sentences", "400", "--vocab-size", "200",
+                             "--no-levers", "--in-process", "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "train_bench.json").read_text())
+    runs = {r["run"]: r for r in result["rows"]}
+    assert set(runs) == {train_bench.BASELINE, train_bench.OURS}
+    peak = result["peaks"]["fp32"][0]  # CPU: the best matmul rate measured during the run
+    for r in runs.values():
+        assert r["tokens_per_s"] > 0 and r["peak_memory_bytes"] > 0
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * r["flops_per_token"] / peak)
+        # Both start from the same random weights: the first loss is about ln(vocabulary size).
+        assert 0.7 * math.log(200) < r["first_loss"] < 1.3 * math.log(260)
+    assert runs[train_bench.BASELINE]["head_share"] == 1.0 and runs[train_bench.OURS]["head_share"] == 5 / 32
+    assert json.loads(runs[train_bench.BASELINE]["settings"])["attention"] == "sdpa"  # transformers 5's default
+    (comparison,) = result["comparisons"]
+    assert comparison["speedup"] > 0 and "loss_within_tolerance" in comparison
+    assert "ours / baseline" in capsys.readouterr().out
+    assert (out / "train_bench.csv").read_text().count("\n") == 3
+
+
+def test_isolated_run_reports_its_own_process_memory(tmp_path):
+    """The default mode: each run in a fresh process; on CPU peak RSS and the RSS before the model."""
+    blocks = train_bench.random_blocks(8, 16, 100, seed=0)
+    torch.save(blocks, tmp_path / "blocks.pt")
+    common = train_bench.Common(steps=2, batch_size=4, learning_rate=1e-3, seed=0, device="cpu", precision="fp32",
+                                mlm_probability=0.15, warmup_steps=1, vocab_size=100, max_position_embeddings=64,
+                                tokenizer_dir=None)
+    run = train_bench.Run(train_bench.OURS, "ours", "tiny", 16)
+    result = train_bench.execute_isolated(run, str(tmp_path / "blocks.pt"), common, str(tmp_path))
+    assert len(result["losses"]) == 2 and result["settings"]["masked_only_head"] is True
+    assert result["peak_memory_bytes"] >= result["rss_before_bytes"] > 0
