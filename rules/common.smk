@@ -42,12 +42,6 @@ def expand_globs(key, patterns):
     return files
 
 
-def gpus(count):
-    """GPUs a stage asks for: none when the config pins the CPU (a SLURM node without GPUs
-    rejects a job that requests one)."""
-    return 0 if config["device"] == "cpu" else count
-
-
 def seed_for(section):
     """A stage's seed: its own when set, else the global one."""
     own = config[section].get("seed")

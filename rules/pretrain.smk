@@ -25,9 +25,8 @@ rule pretrain:
         device=config["device"],
         seed=seed_for("pretrain"),
         checkpoint_dir=results("pretrain", "checkpoints"),
-        num_processes=PRETRAIN["num_processes"],
     resources:
-        gpu=gpus(PRETRAIN["num_processes"]),
+        gpu=PRETRAIN["num_processes"] if config["device"] != "cpu" else 0,
     threads: workflow.cores
     log:
         logs("pretrain"),
