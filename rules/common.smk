@@ -9,6 +9,12 @@ min_version("9.0")
 
 validate(config, "../config/config.schema.yaml")
 
+if config["pretrain"]["num_processes"] > 1:
+    # The data-parallel launcher is not on main yet (issue 5); refuse rather than silently use one process.
+    raise WorkflowError(
+        "config pretrain.num_processes: multi-process training is not available yet; set it to 1"
+    )
+
 RESULTS = config["results_dir"]
 CORPUS = config["corpus"]
 ENV = "../environment.yml"
