@@ -27,7 +27,7 @@ rule benchmark_inference:
         grid=dict(sorted((k, v) for k, v in BENCHMARK.items() if k not in ("enabled", "include_finetuned"))),
         device=config["device"],
     resources:
-        gpu=1,
+        gpu=gpus(1),
     log:
         logs("benchmark_inference"),
     benchmark:

@@ -9,12 +9,6 @@ min_version("9.0")
 
 validate(config, "../config/config.schema.yaml")
 
-if config["pretrain"]["num_processes"] > 1:
-    # The data-parallel launcher is not on main yet (issue 5); refuse rather than silently use one process.
-    raise WorkflowError(
-        "config pretrain.num_processes: multi-process training is not available yet; set it to 1"
-    )
-
 RESULTS = config["results_dir"]
 CORPUS = config["corpus"]
 ENV = "../environment.yml"
@@ -46,6 +40,12 @@ def expand_globs(key, patterns):
             )
         files.extend(matched)
     return files
+
+
+def gpus(count):
+    """GPUs a stage asks for: none when the config pins the CPU (a SLURM node without GPUs
+    rejects a job that requests one)."""
+    return 0 if config["device"] == "cpu" else count
 
 
 def seed_for(section):

@@ -77,7 +77,7 @@ rule finetune:
         settings=task_train_settings,
         device=config["device"],
     resources:
-        gpu=1,
+        gpu=gpus(1),
     threads: workflow.cores
     log:
         logs("finetune_{task}_{model}_seed{seed}"),

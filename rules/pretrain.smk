@@ -25,8 +25,9 @@ rule pretrain:
         device=config["device"],
         seed=seed_for("pretrain"),
         checkpoint_dir=results("pretrain", "checkpoints"),
+        num_processes=PRETRAIN["num_processes"],
     resources:
-        gpu=PRETRAIN["num_processes"] if config["device"] != "cpu" else 0,
+        gpu=gpus(PRETRAIN["num_processes"]),
     threads: workflow.cores
     log:
         logs("pretrain"),

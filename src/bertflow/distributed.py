@@ -1,0 +1,141 @@
+"""Run a training stage in N data-parallel processes (PyTorch DDP through `torchrun`).
+
+A stage module exposes `python -m bertflow.<module> SPEC.json`, where SPEC.json holds the keyword
+arguments of its stage function. With one process the function is simply called; with more,
+`torchrun --standalone --nproc_per_node N` starts N copies of that entry point on this node.
+Each copy builds an `accelerate.Accelerator`, which reads torchrun's RANK/WORLD_SIZE variables
+and joins one process group: gloo on CPU, NCCL on GPUs (one GPU per process).
+Only rank 0 writes outputs (`is_main_process`).
+
+Signals: SLURM sends SIGTERM to every process of a job at its time limit, so each rank sees it;
+when only this launcher gets one (Ctrl-C, `kill`), it is passed on to torchrun, which passes it
+to the ranks. Either way the stage checkpoints and the launch fails with the ranks' exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .errors import PipelineError, ResourceError
+
+log = logging.getLogger(__name__)
+
+
+class LaunchError(PipelineError):
+    """The distributed launch ended with a non-zero exit code (the ranks' log lines are above)."""
+
+
+def rank() -> int:
+    """This process' global rank (0 outside a distributed launch)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True in the one process that writes outputs (rank 0, or the only process)."""
+    return rank() == 0
+
+
+def launcher_command(module: str, spec_path: str, num_processes: int) -> list[str]:
+    """`torchrun --standalone` (run through this interpreter, so the same environment) for one node."""
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        "--standalone", "--nnodes", "1", "--nproc_per_node", str(num_processes),
+        "-m", module, spec_path,
+    ]
+
+
+def check_processes(num_processes: int, cpu: bool) -> None:
+    """Fail before starting anything when N processes cannot get a GPU each."""
+    if num_processes < 1:
+        raise ResourceError(f"num_processes must be at least 1, got {num_processes}")
+    if cpu or num_processes == 1:
+        return
+    import torch
+
+    visible = torch.cuda.device_count()
+    if visible < num_processes:
+        raise ResourceError(
+            f"{num_processes} GPU processes requested but {visible} GPU(s) visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+            "lower pretrain.num_processes, ask SLURM for as many GPUs (resources gpu), or set device: cpu"
+        )
+
+
+def threads_per_process(num_processes: int) -> int:
+    """Split the CPUs this stage was given (its torch thread count) between the processes."""
+    import torch
+
+    return max(1, torch.get_num_threads() // num_processes)
+
+
+def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: TextIO | None = None) -> None:
+    """Run `python -m MODULE SPEC.json` in `num_processes` processes on this node and wait.
+
+    `spec` (JSON-serialisable keyword arguments of the stage function) goes to a temporary file;
+    the processes' output is copied line by line to `stream` (default: sys.stdout, which is the
+    rule's log inside `bertflow.stage.stage`). Raises LaunchError with the exit code on failure.
+    """
+    check_processes(num_processes, cpu)
+    stream = stream or sys.stdout
+    with tempfile.TemporaryDirectory(prefix="bertflow-launch-") as tmp:
+        spec_path = Path(tmp, "spec.json")
+        spec_path.write_text(json.dumps(spec))
+        command = launcher_command(module, str(spec_path), num_processes)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(num_processes)), "PYTHONUNBUFFERED": "1"}
+        log.info("launching %d %s processes: %s", num_processes, "CPU (gloo)" if cpu else "GPU (NCCL)",
+                 " ".join(command))
+        stream.flush()
+        returncode, rank_codes = _run_forwarding_signals(command, env, stream)
+    if returncode != 0:
+        stopped = " (143: stopped by SIGTERM after saving a checkpoint; rerun to resume)" if 143 in rank_codes else ""
+        raise LaunchError(
+            f"{module}: the {num_processes}-process launch failed: torchrun exit code {returncode}, "
+            f"failed ranks' exit codes {rank_codes or 'unknown'}{stopped}; their errors are in the log above"
+        )
+
+
+def run(function: Callable, spec: dict, num_processes: int, *, cpu: bool) -> None:
+    """Call `function(**spec)` in this process, or launch its module's entry point in N processes."""
+    if num_processes == 1:
+        function(**spec)
+    else:
+        launch(function.__module__, spec, num_processes, cpu=cpu)
+
+
+# torchrun's failure summary names each failed rank's exit code: "  exitcode  : 143 (pid: ...)".
+_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+
+
+def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int]]:
+    """Run `command`, copying its output to `stream`; returns its exit code and the ranks' failed ones."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def forward(signum, _frame):
+        log.warning("received signal %d: passing it to the %s processes", signum, command[2])
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    rank_codes = []
+    try:
+        for line in proc.stdout:
+            stream.write(line)
+            stream.flush()
+            if match := _EXITCODE.match(line):
+                rank_codes.append(int(match.group(1)))
+        return proc.wait(), rank_codes
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

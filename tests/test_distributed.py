@@ -1,0 +1,176 @@
+"""Data-parallel stages: 2 CPU processes (gloo) through `bertflow.distributed.launch` (torchrun).
+
+Each multi-process run is compared with a single-process run of the same global batch: the same
+examples in the same order. Pretraining cannot match exactly, because masks are drawn per rank. Stated tolerances:
+pretraining (dropout off, masks still per rank): validation loss after one epoch (fixed masks, the
+same for both) within 3%; fine-tuning (dropout off, no masks, so no per-process randomness): every
+epoch's training loss within 0.01% (+1e-5), over three epochs in which the loss falls well below chance.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bertflow.distributed import LaunchError, is_main_process, launch, launcher_command, rank, world_size
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def tests_on_path(monkeypatch):
+    """The launched processes import `helpers_distributed` from tests/."""
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}:{__import__('os').environ.get('PYTHONPATH', '')}")
+
+
+def traced_launch(entry: str, spec: dict, out: Path, tmp_path: Path, processes: int = 2) -> dict[int, list[str]]:
+    """Launch `entry` in `processes` gloo processes; returns rank -> paths it wrote under `out`."""
+    trace = tmp_path / f"trace-{out.name}"
+    log = io.StringIO()
+    launch("helpers_distributed", {**spec, "_entry": entry, "_watch": str(out), "_trace": str(trace)},
+           processes, cpu=True, stream=log)
+    return {r: (trace / f"rank{r}.txt").read_text().split("\n")[:-1] if (trace / f"rank{r}.txt").exists() else []
+            for r in range(processes)}
+
+
+def single_process(module: str, spec: dict, tmp_path: Path, name: str) -> str:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    result = subprocess.run([sys.executable, "-m", module, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------- the launcher
+
+
+def test_rank_helpers_outside_a_launch(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert (rank(), world_size(), is_main_process()) == (0, 1, True)
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+
+
+def test_launcher_command_is_torchrun_standalone_with_this_python():
+    command = launcher_command("bertflow.pretrain", "/tmp/spec.json", 4)
+    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--standalone" in command and command[command.index("--nproc_per_node") + 1] == "4"
+    assert command[-3:] == ["-m", "bertflow.pretrain", "/tmp/spec.json"]
+
+
+def test_more_gpu_processes_than_gpus_fails_before_launching():
+    from bertflow.errors import ResourceError
+
+    with pytest.raises(ResourceError, match="GPU processes requested"):
+        launch("bertflow.pretrain", {}, 64, cpu=False)
+
+
+def test_two_gloo_processes_reduce_and_only_rank0_writes(tests_on_path, tmp_path):
+    out = tmp_path / "probe"
+    out.mkdir()
+    writes = traced_launch("probe", {"cpu": True, "out": str(out / "result.json")}, out, tmp_path)
+    result = json.loads((out / "result.json").read_text())
+    assert result["world_size"] == result["accelerate_processes"] == 2
+    assert result["rank_sum"] == 1.0 and result["backend"] == "gloo"
+    assert writes[0] and not writes[1]
+
+
+def test_failing_rank_raises_with_its_exit_code(tests_on_path, tmp_path):
+    out = tmp_path / "probe"
+    out.mkdir()
+    with pytest.raises(LaunchError, match=r"exit codes \[[^\]]*\b3\b"):
+        traced_launch("probe", {"cpu": True, "out": str(out / "r.json"), "fail_rank": 1}, out, tmp_path)
+
+
+# ----------------------------------------------------------------------------- the real stages
+
+
+def pretrain_spec(run: Path, out: Path, batch_size: int) -> dict:
+    # Dropout off: the remaining difference between world sizes is the per-rank masks.
+    model = {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+             "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    return {
+        "tokenizer_dir": str(run / "results/tokenizer"),
+        "blocks_dir": str(run / "results/blocks"),
+        "outputs": {k: str(out / name) for k, name in
+                    (("model", "model"), ("perplexity", "ppl.csv"), ("plot", "ppl.png"), ("info", "info.json"))},
+        "train": {"preset": "tiny", "model": model, "seq_len": 32, "epochs": 1, "batch_size": batch_size,
+                  "learning_rate": 2e-3, "log_every_steps": 5},
+        "device": "cpu", "seed": 5, "checkpoint_dir": str(out / "checkpoints"),
+    }
+
+
+def eval_loss(out: Path) -> float:
+    return float(list(csv.DictReader(open(out / "ppl.csv")))[-1]["eval_loss"])
+
+
+def test_distributed_pretraining_matches_single_process_and_only_rank0_writes(tiny_run, tests_on_path, tmp_path):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    single_process("bertflow.pretrain", pretrain_spec(tiny_run, single, 16), tmp_path, "single")
+    multi.mkdir()
+    writes = traced_launch("bertflow.pretrain", pretrain_spec(tiny_run, multi, 8), multi, tmp_path)
+
+    info_single = json.loads((single / "info.json").read_text())
+    info_multi = json.loads((multi / "info.json").read_text())
+    assert info_multi["processes"] == 2 and info_single["processes"] == 1
+    assert info_multi["global_batch_blocks"] == info_single["global_batch_blocks"] == 16
+    assert info_multi["steps"] == info_single["steps"] > 10
+    assert info_multi["tokens_seen"] == info_single["tokens_seen"]
+    loss_single, loss_multi = eval_loss(single), eval_loss(multi)
+    assert loss_single < 5.4, "the single-process run should have learned (uniform guessing: ln 300 = 5.70)"
+    assert abs(loss_multi - loss_single) <= 0.03 * loss_single, (loss_single, loss_multi)
+
+    assert writes[0], "rank 0 wrote nothing"
+    assert writes[1] == [], f"rank 1 wrote outputs: {writes[1]}"
+    assert (multi / "model/model.safetensors").is_file() and not (multi / "checkpoints").exists()
+
+
+def dropout_free_copy(model_dir: Path, target: Path) -> Path:
+    """The pretrained model with dropout off: fine-tuning then has no per-process randomness."""
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def finetune_spec(run: Path, model_dir: Path, out: Path, batch_size: int) -> dict:
+    return {
+        "task": "sst2", "model_name": "pretrained", "model_dir": str(model_dir),
+        "train_file": str(run / "results/data/sst2/train.tsv"),
+        "validation_file": str(run / "results/data/sst2/validation.tsv"),
+        "out_dir": str(out),
+        "settings": {"epochs": 3, "batch_size": batch_size, "max_length": 24, "learning_rate": 1e-3},
+        "seed": 1, "device": "cpu",
+    }
+
+
+def test_distributed_finetuning_matches_single_process_and_only_rank0_writes(tiny_run, tests_on_path, tmp_path):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    model = dropout_free_copy(tiny_run / "results/pretrain/model", tmp_path / "model")
+    single_process("bertflow.finetune", finetune_spec(tiny_run, model, single, 8), tmp_path, "ft-single")
+    multi.mkdir()
+    writes = traced_launch("bertflow.finetune", finetune_spec(tiny_run, model, multi, 4), multi, tmp_path)
+
+    m_single = json.loads((single / "metrics.json").read_text())
+    m_multi = json.loads((multi / "metrics.json").read_text())
+    assert (m_single["processes"], m_multi["processes"]) == (1, 2)
+    losses_single = [e["train_loss"] for e in m_single["epochs"]]
+    losses_multi = [e["train_loss"] for e in m_multi["epochs"]]
+    assert losses_single[-1] < 0.6, "three epochs should bring the loss well below chance (ln 2 = 0.69)"
+    # Same data, same order, no dropout: DDP's averaged gradients equal the big batch's up to float
+    # summation order, so every epoch's loss agrees closely.
+    for single_loss, multi_loss in zip(losses_single, losses_multi):
+        assert abs(multi_loss - single_loss) <= 1e-4 * single_loss + 1e-5, (losses_single, losses_multi)
+    assert m_multi["examples"] == m_single["examples"]
+
+    assert writes[0] and writes[1] == [], f"rank 1 wrote outputs: {writes[1]}"
+    assert (multi / "model/model.safetensors").is_file()

@@ -1,0 +1,107 @@
+"""Faults through the workflow: a pretraining job killed mid-epoch with SIGTERM (what SLURM sends
+at a job's time limit) resumes from its checkpoint, and a failed stage leaves no output that
+Snakemake would take as complete.
+
+The stage itself (checkpoint contents, bit-identical resume) is tested in test_pretrain_resume.py;
+here the workflow does the killing and the rerunning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from conftest import REPO, SNAKEMAKE, write_config
+
+PRETRAIN_OUTPUTS = ("model", "perplexity.csv", "perplexity.png", "train_info.json")
+
+
+def start_snakemake(workdir: Path, config: Path, *args: str) -> subprocess.Popen:
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
+           "--cores", "2", "--resources", "gpu=1", *args, "--", "results/pretrain/train_info.json"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists() and pattern in log.read_text():
+            return
+        assert proc.poll() is None, f"snakemake ended before {pattern!r}:\n{proc.stdout.read()[-3000:]}"
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
+
+
+def pretraining_process(snakemake: subprocess.Popen) -> psutil.Process:
+    """The Python process running the pretrain stage script (a child of Snakemake)."""
+    for child in psutil.Process(snakemake.pid).children(recursive=True):
+        if any("pretrain.py" in part for part in child.cmdline()):
+            return child
+    raise AssertionError("no pretraining process under snakemake")
+
+
+def fresh_pretraining(tmp_path: Path) -> Path:
+    """The tiny run with a pretraining setting changed, so pretraining (only) is due again.
+
+    Three epochs of 41 steps, checkpoints every 10 steps as well as at epoch ends.
+    """
+    return write_config(tmp_path / "c.yaml", pretrain={"epochs": 3, "checkpoint_every_steps": 10})
+
+
+def test_sigterm_mid_epoch_then_rerun_resumes_and_ends_with_the_same_steps(tiny_run_copy, tmp_path):
+    config = fresh_pretraining(tmp_path)
+    log = tiny_run_copy / "results/logs/pretrain.log"
+    log.unlink()
+    proc = start_snakemake(tiny_run_copy, config)
+    wait_for_line(log, "epoch 2 step 60/123", proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # as SLURM does: every process of the job gets SIGTERM
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+
+    checkpoint = tiny_run_copy / "results/pretrain/checkpoints/last.pt"
+    assert checkpoint.is_file(), output[-3000:]
+    text = log.read_text()
+    assert "received signal 15" in text
+    for name in PRETRAIN_OUTPUTS:  # nothing Snakemake could mistake for a finished stage
+        assert not (tiny_run_copy / "results/pretrain" / name).exists(), name
+    dry = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tiny_run_copy),
+                          "--configfile", str(config), "--cores", "1", "--dry-run", "--",
+                          "results/pretrain/train_info.json"], capture_output=True, text=True)
+    assert "pretrain" in dry.stdout, "the interrupted stage must be planned again"
+
+    rerun = start_snakemake(tiny_run_copy, config)
+    output = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, output[-4000:]
+    text = log.read_text()
+    resumed = [line for line in text.splitlines() if "resumed from" in line]
+    assert resumed and "epoch 2, step " in resumed[-1], resumed
+    step = int(resumed[-1].split("step ")[1].split()[0])
+    assert 60 <= step < 123, "resumed from the mid-epoch checkpoint"
+    info = json.loads((tiny_run_copy / "results/pretrain/train_info.json").read_text())
+    assert info["steps"] == 123 and info["epochs"] == 3
+    assert not checkpoint.exists()
+
+
+def test_retries_resume_a_pretraining_killed_by_sigterm_in_the_same_run(tiny_run_copy, tmp_path):
+    """`retries` (profiles/slurm sets 2): the stage gets SIGTERM, checkpoints and fails;
+    Snakemake starts it again at once and it resumes, so one invocation completes."""
+    config = fresh_pretraining(tmp_path)
+    log = tiny_run_copy / "results/logs/pretrain.log"
+    log.unlink()
+    proc = start_snakemake(tiny_run_copy, config, "--retries", "1")
+    wait_for_line(log, "epoch 1 step 20/123", proc)
+    pretraining_process(proc).send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-4000:]
+    # Snakemake clears a failed job's log before the retry: this is the second attempt's.
+    resumed = [line for line in log.read_text().splitlines() if "resumed from" in line]
+    assert resumed and "epoch 1, step " in resumed[0], "the retry must resume the killed attempt"
+    assert int(resumed[0].split("step ")[1].split()[0]) >= 20
+    info = json.loads((tiny_run_copy / "results/pretrain/train_info.json").read_text())
+    assert info["steps"] == 123
