@@ -76,8 +76,9 @@ rule finetune:
     params:
         settings=task_train_settings,
         device=config["device"],
+        num_processes=FINETUNE["num_processes"],
     resources:
-        gpu=gpus(1),
+        gpu=gpus(FINETUNE["num_processes"]),
     threads: workflow.cores
     log:
         logs("finetune_{task}_{model}_seed{seed}"),

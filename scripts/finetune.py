@@ -1,18 +1,26 @@
-"""Stage: fine-tune one model on one task (SST-2 or SQuAD) with one seed."""
+"""Stage: fine-tune one model on one task (SST-2 or SQuAD) with one seed; one process, or N through
+torchrun (finetune.num_processes)."""
 from pathlib import Path
 
+from bertflow.distributed import run
 from bertflow.finetune import finetune
+from bertflow.pretrain import resolve_device
 from bertflow.stage import stage
 
 with stage(snakemake):
-    finetune(
-        task=snakemake.wildcards.task,
-        model_name=snakemake.wildcards.model,
-        model_dir=snakemake.input.model,
-        train_file=snakemake.input.train,
-        validation_file=snakemake.input.validation,
-        out_dir=str(Path(snakemake.output.metrics).parent),
-        settings=snakemake.params.settings,
-        seed=int(snakemake.wildcards.seed),
-        device=snakemake.params.device,
+    run(
+        finetune,
+        dict(
+            task=snakemake.wildcards.task,
+            model_name=snakemake.wildcards.model,
+            model_dir=snakemake.input.model,
+            train_file=snakemake.input.train,
+            validation_file=snakemake.input.validation,
+            out_dir=str(Path(snakemake.output.metrics).parent),
+            settings=snakemake.params.settings,
+            seed=int(snakemake.wildcards.seed),
+            device=snakemake.params.device,
+        ),
+        snakemake.params.num_processes,
+        cpu=resolve_device(snakemake.params.device) == "cpu",
     )

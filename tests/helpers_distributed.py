@@ -47,7 +47,7 @@ def probe(spec: dict) -> int:
     import torch
     from accelerate import Accelerator
 
-    from bertflow.distributed import is_main_process, world_size
+    from bertflow.distributed import close_process_group, is_main_process, world_size
 
     accelerator = Accelerator(cpu=spec["cpu"])
     total = accelerator.reduce(torch.tensor(float(accelerator.process_index)), reduction="sum").item()
@@ -60,6 +60,7 @@ def probe(spec: dict) -> int:
             "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
             "omp_threads": os.environ.get("OMP_NUM_THREADS"),
         }))
+    close_process_group()
     return 0
 
 

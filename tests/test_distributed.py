@@ -133,6 +133,40 @@ def test_distributed_pretraining_matches_single_process_and_only_rank0_writes(ti
     assert (multi / "model/model.safetensors").is_file() and not (multi / "checkpoints").exists()
 
 
+def test_sigterm_to_every_process_of_a_launch_checkpoints_and_a_relaunch_resumes(tiny_run, tmp_path):
+    """SLURM's time limit: SIGTERM to the job's every process (stage script, torchrun, ranks)."""
+    import os
+    import signal
+
+    import torch
+
+    out = tmp_path / "killed"
+    spec = pretrain_spec(tiny_run, out, 8)
+    spec["train"] = {**spec["train"], "epochs": 2}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    driver = ("import json, sys; from bertflow.distributed import launch; "
+              f"launch('bertflow.pretrain', json.load(open({str(tmp_path / 'spec.json')!r})), 2, cpu=True)")
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    for line in proc.stdout:
+        if "epoch 1 step 10/" in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) != 0
+    assert "LaunchError" in rest and "stopped by signal 15" in rest and "rerun to resume" in rest, rest[-3000:]
+    progress = torch.load(out / "checkpoints/last.pt", weights_only=False)["progress"]
+    assert progress["epoch"] == 0 and progress["global_step"] >= 10
+    assert not (out / "info.json").exists() and not (out / "model").exists()
+
+    log = io.StringIO()
+    launch("bertflow.pretrain", spec, 2, cpu=True, stream=log)
+    assert f"resumed from {out / 'checkpoints/last.pt'}: epoch 1, step {progress['global_step']}" in log.getvalue()
+    info = json.loads((out / "info.json").read_text())
+    assert info["processes"] == 2 and info["steps"] == 2 * info["steps_per_epoch"] > progress["global_step"]
+    assert not (out / "checkpoints").exists()
+
+
 def dropout_free_copy(model_dir: Path, target: Path) -> Path:
     """The pretrained model with dropout off: fine-tuning then has no per-process randomness."""
     shutil.copytree(model_dir, target)
@@ -174,3 +208,27 @@ def test_distributed_finetuning_matches_single_process_and_only_rank0_writes(tin
 
     assert writes[0] and writes[1] == [], f"rank 1 wrote outputs: {writes[1]}"
     assert (multi / "model/model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------- through the workflow
+
+
+def test_workflow_launches_num_processes_for_pretraining_and_finetuning(tiny_run_copy, tmp_path):
+    """pretrain.num_processes / finetune.num_processes reach the launcher through the rules: the
+    stages rerun (a changed process count is a changed stage) and each runs as 2 gloo processes."""
+    from conftest import snakemake, write_config
+
+    config = write_config(tmp_path / "two.yaml", pretrain={"num_processes": 2, "batch_size": 8},
+                          finetune={"num_processes": 2, "sst2": {"batch_size": 4}})
+    target = "results/finetune/sst2/pretrained/seed1/metrics.json"
+    plan = snakemake(tiny_run_copy, "--dry-run", "--", target, configfile=config).stdout
+    assert "rule pretrain:" in plan and "rule finetune:" in plan
+    snakemake(tiny_run_copy, "--", target, configfile=config)
+
+    results = tiny_run_copy / "results"
+    info = json.loads((results / "pretrain/train_info.json").read_text())
+    assert info["processes"] == 2 and info["global_batch_blocks"] == 16
+    assert "launching 2 CPU (gloo) processes" in (results / "logs/pretrain.log").read_text()
+    metrics = json.loads((results / "finetune/sst2/pretrained/seed1/metrics.json").read_text())
+    assert metrics["processes"] == 2
+    assert "launching 2 CPU (gloo) processes" in (results / "logs/finetune_sst2_pretrained_seed1.log").read_text()

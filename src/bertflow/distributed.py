@@ -98,13 +98,53 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
         log.info("launching %d %s processes: %s", num_processes, "CPU (gloo)" if cpu else "GPU (NCCL)",
                  " ".join(command))
         stream.flush()
-        returncode, rank_codes = _run_forwarding_signals(command, env, stream)
-    if returncode != 0:
-        stopped = " (143: stopped by SIGTERM after saving a checkpoint; rerun to resume)" if 143 in rank_codes else ""
-        raise LaunchError(
-            f"{module}: the {num_processes}-process launch failed: torchrun exit code {returncode}, "
-            f"failed ranks' exit codes {rank_codes or 'unknown'}{stopped}; their errors are in the log above"
-        )
+        returncode, rank_codes, signals = _run_forwarding_signals(command, env, stream)
+    if returncode == 0:
+        return
+    if signals or 143 in rank_codes:
+        # torchrun reports no rank exit codes when it was signalled itself (SLURM signals every
+        # process of the job): the ranks got the signal too and checkpointed.
+        received = f"signal {signals[0]}" if signals else "SIGTERM"
+        raise LaunchError(f"{module}: the {num_processes}-process run was stopped by {received} "
+                          "(a time limit or a cancel); rerun to resume from its last checkpoint")
+    raise LaunchError(
+        f"{module}: the {num_processes}-process launch failed: torchrun exit code {returncode}, "
+        f"failed ranks' exit codes {rank_codes or 'unknown'}; their errors are in the log above"
+    )
+
+
+def entry_point(function: Callable, argv: list[str] | None, *, exit_codes: dict[type, int] | None = None) -> int:
+    """`python -m MODULE SPEC.json`, what `launch` starts in each process: call `function(**SPEC)`.
+
+    `exit_codes` maps exceptions that end a stage on purpose to exit codes (pretraining's
+    StopRequested after a SIGTERM checkpoint -> 143, which the launcher reports as such).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(f"usage: python -m {function.__module__} SPEC.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    expected = tuple(exit_codes or {})
+    try:
+        function(**json.loads(Path(argv[0]).read_text()))
+    except expected as stop:
+        log.warning("%s", stop)
+        return exit_codes[type(stop)]
+    close_process_group()
+    return 0
+
+
+def close_process_group() -> None:
+    """End this rank's part in the process group before the interpreter exits.
+
+    A rank that exits with the group still open can abort ("terminate called without an active
+    exception": gloo's threads are torn down mid-flight), failing a run that had succeeded.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank leaves while another still talks to it
+        dist.destroy_process_group()
 
 
 def run(function: Callable, spec: dict, num_processes: int, *, cpu: bool) -> None:
@@ -119,12 +159,15 @@ def run(function: Callable, spec: dict, num_processes: int, *, cpu: bool) -> Non
 _EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
 
 
-def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int]]:
-    """Run `command`, copying its output to `stream`; returns its exit code and the ranks' failed ones."""
+def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int], list[int]]:
+    """Run `command`, copying its output to `stream`; returns its exit code, the ranks' failed
+    ones and the signals this process received (and passed on)."""
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    signals = []
 
     def forward(signum, _frame):
         log.warning("received signal %d: passing it to the %s processes", signum, command[2])
+        signals.append(signum)
         proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -135,7 +178,7 @@ def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tu
             stream.flush()
             if match := _EXITCODE.match(line):
                 rank_codes.append(int(match.group(1)))
-        return proc.wait(), rank_codes
+        return proc.wait(), rank_codes, signals
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,7 +10,6 @@ Run under a launcher as `python -m bertflow.finetune SPEC.json`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -382,13 +381,9 @@ def summarize_seeds(metric_files: list[str], out: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m bertflow.finetune SPEC.json", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    finetune(**json.loads(Path(argv[0]).read_text()))
-    return 0
+    from .distributed import entry_point
+
+    return entry_point(finetune, argv)
 
 
 if __name__ == "__main__":

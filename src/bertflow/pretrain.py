@@ -35,7 +35,7 @@ from torch import nn
 
 from .blocks import load_blocks, tokenizer_fingerprint
 from .errors import ConfigError, DataError, ResourceError
-from .io import read_json, write_json, write_text
+from .io import write_json
 from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
@@ -655,17 +655,9 @@ def benchmark_steps(
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m bertflow.pretrain SPEC.json`: the entry a distributed launcher starts per process."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m bertflow.pretrain SPEC.json", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        pretrain(**read_json(argv[0]))
-    except StopRequested as stop:
-        log.warning("%s", stop)
-        return 143
-    return 0
+    from .distributed import entry_point
+
+    return entry_point(pretrain, argv, exit_codes={StopRequested: 143})
 
 
 if __name__ == "__main__":
