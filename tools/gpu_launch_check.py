@@ -85,7 +85,8 @@ def sigterm_then_resume(spec: dict, work: Path) -> dict:
     code = proc.wait(timeout=300)
     out = Path(spec["outputs"]["info"]).parent
     checkpoint = torch.load(out / "checkpoints/last.pt", weights_only=False)
-    stopped = {"driver_exit_code": code, "launch_error_names_143": "143" in rest,
+    error = [line for line in rest.splitlines() if "LaunchError" in line]
+    stopped = {"driver_exit_code": code, "launch_error": error[-1] if error else None,
                "checkpoint_step": checkpoint["progress"]["global_step"], "outputs_absent": not (out / "info.json").exists()}
     log_path = work / "resume.log"
     with open(log_path, "w") as stream:

@@ -70,7 +70,8 @@ def check_processes(num_processes: int, cpu: bool) -> None:
         raise ResourceError(
             f"{num_processes} GPU processes requested but {visible} GPU(s) visible "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
-            "lower pretrain.num_processes, ask SLURM for as many GPUs (resources gpu), or set device: cpu"
+            "lower pretrain.num_processes / finetune.num_processes, ask SLURM for as many GPUs (resources gpu), "
+            "or set device: cpu"
         )
 
 
@@ -106,7 +107,7 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
         # process of the job): the ranks got the signal too and checkpointed.
         received = f"signal {signals[0]}" if signals else "SIGTERM"
         raise LaunchError(f"{module}: the {num_processes}-process run was stopped by {received} "
-                          "(a time limit or a cancel); rerun to resume from its last checkpoint")
+                          "(a time limit or a cancel); rerun to resume (pretraining continues from its last checkpoint)")
     raise LaunchError(
         f"{module}: the {num_processes}-process launch failed: torchrun exit code {returncode}, "
         f"failed ranks' exit codes {rank_codes or 'unknown'}; their errors are in the log above"
