@@ -53,6 +53,7 @@ def probe(spec: dict) -> int:
     total = accelerator.reduce(torch.tensor(float(accelerator.process_index)), reduction="sum").item()
     if accelerator.process_index == spec.get("fail_rank"):
         print(f"rank {accelerator.process_index} failing on purpose", flush=True)
+        close_process_group(synchronize=False)
         return 3
     if is_main_process():
         Path(spec["out"]).write_text(json.dumps({

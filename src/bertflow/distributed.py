@@ -130,21 +130,28 @@ def entry_point(function: Callable, argv: list[str] | None, *, exit_codes: dict[
         function(**json.loads(Path(argv[0]).read_text()))
     except expected as stop:
         log.warning("%s", stop)
+        close_process_group(synchronize=False)
         return exit_codes[type(stop)]
+    except BaseException:
+        close_process_group(synchronize=False)
+        raise
     close_process_group()
     return 0
 
 
-def close_process_group() -> None:
+def close_process_group(*, synchronize: bool = True) -> None:
     """End this rank's part in the process group before the interpreter exits.
 
     A rank that exits with the group still open can abort ("terminate called without an active
-    exception": gloo's threads are torn down mid-flight), failing a run that had succeeded.
+    exception": gloo's threads are torn down mid-flight), turning a success, or a failure's own
+    exit code, into SIGABRT. `synchronize`: wait for every rank first (only on success: a failing
+    rank cannot count on the others reaching the barrier).
     """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()  # no rank leaves while another still talks to it
+        if synchronize:
+            dist.barrier()  # no rank leaves while another still talks to it
         dist.destroy_process_group()
 
 
