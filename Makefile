@@ -23,7 +23,7 @@ dry-run: setup
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPUS) --dry-run
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 lint: setup
 	$(BIN)/snakemake --lint
