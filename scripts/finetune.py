@@ -4,7 +4,6 @@ from pathlib import Path
 
 from bertflow.distributed import run
 from bertflow.finetune import finetune
-from bertflow.pretrain import resolve_device
 from bertflow.stage import stage
 
 with stage(snakemake):
@@ -22,5 +21,4 @@ with stage(snakemake):
             device=snakemake.params.device,
         ),
         snakemake.params.num_processes,
-        cpu=resolve_device(snakemake.params.device) == "cpu",
     )

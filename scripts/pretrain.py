@@ -1,6 +1,6 @@
 """Stage: pretrain BERT (masked LM) from scratch; one process, or N through torchrun (pretrain.num_processes)."""
 from bertflow.distributed import run
-from bertflow.pretrain import pretrain, resolve_device
+from bertflow.pretrain import pretrain
 from bertflow.stage import stage
 
 with stage(snakemake):
@@ -16,5 +16,4 @@ with stage(snakemake):
             checkpoint_dir=snakemake.params.checkpoint_dir,
         ),
         snakemake.params.num_processes,
-        cpu=resolve_device(snakemake.params.device) == "cpu",
     )

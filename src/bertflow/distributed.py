@@ -155,12 +155,15 @@ def close_process_group(*, synchronize: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def run(function: Callable, spec: dict, num_processes: int, *, cpu: bool) -> None:
-    """Call `function(**spec)` in this process, or launch its module's entry point in N processes."""
+def run(function: Callable, spec: dict, num_processes: int) -> None:
+    """Call `function(**spec)` in this process, or launch its module's entry point in N processes
+    (gloo when `spec["device"]` resolves to the CPU, NCCL otherwise)."""
     if num_processes == 1:
         function(**spec)
     else:
-        launch(function.__module__, spec, num_processes, cpu=cpu)
+        from .pretrain import resolve_device
+
+        launch(function.__module__, spec, num_processes, cpu=resolve_device(spec["device"]) == "cpu")
 
 
 # torchrun's failure summary names each failed rank's exit code: "  exitcode  : 143 (pid: ...)".
