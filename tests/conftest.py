@@ -20,11 +20,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def snakemake_command(workdir: Path, *args: str, configfile: Path = TINY_CONFIG,
+                      snakefile: Path = REPO / "Snakefile") -> list[str]:
+    """The command line that runs the workflow in `workdir` with `configfile` (2 cores, 1 GPU slot)."""
+    return [SNAKEMAKE, "--resources", "gpu=1", "-s", str(snakefile), "--directory", str(workdir),
+            "--configfile", str(configfile), "--cores", "2", *args]
+
+
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, snakefile: Path = REPO / "Snakefile",
               check: bool = True, env=None):
     """Run the workflow in `workdir` with `configfile`; returns the CompletedProcess."""
-    cmd = [SNAKEMAKE, "--resources", "gpu=1", "-s", str(snakefile), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
+    cmd = snakemake_command(workdir, *args, configfile=configfile, snakefile=snakefile)
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")

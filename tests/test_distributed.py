@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ TESTS = Path(__file__).resolve().parent
 @pytest.fixture
 def tests_on_path(monkeypatch):
     """The launched processes import `helpers_distributed` from tests/."""
-    monkeypatch.setenv("PYTHONPATH", f"{TESTS}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}:{os.environ.get('PYTHONPATH', '')}")
 
 
 def traced_launch(entry: str, spec: dict, out: Path, tmp_path: Path, processes: int = 2) -> dict[int, list[str]]:
@@ -135,9 +137,6 @@ def test_distributed_pretraining_matches_single_process_and_only_rank0_writes(ti
 
 def test_sigterm_to_every_process_of_a_launch_checkpoints_and_a_relaunch_resumes(tiny_run, tmp_path):
     """SLURM's time limit: SIGTERM to the job's every process (stage script, torchrun, ranks)."""
-    import os
-    import signal
-
     import torch
 
     out = tmp_path / "killed"

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import psutil
 
-from conftest import REPO, SNAKEMAKE, write_config
+from conftest import snakemake, snakemake_command, write_config
 
 PRETRAIN_OUTPUTS = ("model", "perplexity.csv", "perplexity.png", "train_info.json")
 
 
 def start_snakemake(workdir: Path, config: Path, *args: str) -> subprocess.Popen:
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
-           "--cores", "2", "--resources", "gpu=1", *args, "--", "results/pretrain/train_info.json"]
+    cmd = snakemake_command(workdir, *args, "--", "results/pretrain/train_info.json", configfile=config)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -38,9 +37,9 @@ def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: floa
     raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
 
 
-def pretraining_process(snakemake: subprocess.Popen) -> psutil.Process:
+def pretraining_process(workflow: subprocess.Popen) -> psutil.Process:
     """The Python process running the pretrain stage script (a child of Snakemake)."""
-    for child in psutil.Process(snakemake.pid).children(recursive=True):
+    for child in psutil.Process(workflow.pid).children(recursive=True):
         if any("pretrain.py" in part for part in child.cmdline()):
             return child
     raise AssertionError("no pretraining process under snakemake")
@@ -70,9 +69,7 @@ def test_sigterm_mid_epoch_then_rerun_resumes_and_ends_with_the_same_steps(tiny_
     assert "received signal 15" in text
     for name in PRETRAIN_OUTPUTS:  # nothing Snakemake could mistake for a finished stage
         assert not (tiny_run_copy / "results/pretrain" / name).exists(), name
-    dry = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tiny_run_copy),
-                          "--configfile", str(config), "--cores", "1", "--dry-run", "--",
-                          "results/pretrain/train_info.json"], capture_output=True, text=True)
+    dry = snakemake(tiny_run_copy, "--dry-run", "--", "results/pretrain/train_info.json", configfile=config)
     assert "pretrain" in dry.stdout, "the interrupted stage must be planned again"
 
     rerun = start_snakemake(tiny_run_copy, config)

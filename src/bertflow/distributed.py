@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .errors import PipelineError, ResourceError
+from .io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def entry_point(function: Callable, argv: list[str] | None, *, exit_codes: dict[
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     expected = tuple(exit_codes or {})
     try:
-        function(**json.loads(Path(argv[0]).read_text()))
+        function(**read_json(argv[0]))
     except expected as stop:
         log.warning("%s", stop)
         close_process_group(synchronize=False)
