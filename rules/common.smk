@@ -4,10 +4,38 @@ import re
 
 from snakemake.utils import min_version, validate
 
+from bertflow.checks import check_config, check_device, coerce_overrides, load_schema, validate_config
+from bertflow.errors import ConfigError
+
 min_version("9.0")
 
 
-validate(config, "../config/config.schema.yaml")
+# ---- Start-up checks (bertflow.checks): the config must be able to run before any job starts
+
+def config_sources():
+    """Where the config came from (the --configfile files, the defaults file, the --config keys)."""
+    sources = [str(path) for path in dict.fromkeys(map(str, workflow.configfiles))]
+    if workflow.config_settings.config:
+        sources.append(f"--config {sorted(workflow.config_settings.config)}")
+    return ", ".join(sources)
+
+
+SCHEMA = load_schema(os.path.join(workflow.basedir, "config", "config.schema.yaml"))
+coerce_overrides(config, workflow.config_settings.config, SCHEMA)
+try:
+    validate_config(config, SCHEMA)  # every violation, named by key (Snakemake's lists only the first)
+    validate(config, "../config/config.schema.yaml")  # fills in the defaults
+    check_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None
+
+
+onstart:
+    # A GPU is checked only where jobs run here: with a cluster executor the head node may have
+    # none while the compute nodes do (there, each stage checks its own node). `-n` skips onstart.
+    if workflow.local_exec:
+        check_device(config["device"])
+
 
 RESULTS = config["results_dir"]
 CORPUS = config["corpus"]

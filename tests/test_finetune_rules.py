@@ -27,8 +27,10 @@ def planned_jobs(workdir, configfile) -> collections.Counter:
 def test_seeds_baselines_and_sources_plan_the_expected_jobs(tmp_path):
     tsv = tmp_path / "sst2.tsv"
     tsv.write_text("sentence\tlabel\na fine film\t1\n")
-    local_model = tmp_path / "my_bert"
+    local_model = tmp_path / "my_bert"  # what the start-up checks read of a model folder
     local_model.mkdir()
+    (local_model / "config.json").write_text('{"model_type": "bert"}')
+    (local_model / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     config = write_config(tmp_path / "config.yaml", finetune={
         "seeds": [1, 2],
         "baselines": {"hub_bert": "google/bert_uncased_L-2_H-128_A-2", "folder_bert": str(local_model)},
@@ -48,7 +50,7 @@ def test_real_data_config_is_valid(tmp_path):
     real = yaml.safe_load((REPO / "config" / "real_finetune.yaml").read_text())
     for task, name in (("sst2", "train"), ("sst2", "validation"), ("squad", "train")):
         path = tmp_path / f"{task}_{name}"
-        path.write_text("")
+        path.write_text("x")  # not empty: an empty data file fails when the workflow starts
         real["finetune"][task]["local"][name] = str(path)
     assert real["finetune"]["squad"]["local"]["validation"] is None  # the prepare stage splits by article
     config = write_config(tmp_path / "config.yaml", finetune=real["finetune"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import require_supported_model, require_supported_model_type
 from .errors import ConfigError, DataError
 from .io import read_json, write_json, write_text
 from .pretrain import make_accelerator, resolve_device, resolve_precision
@@ -57,19 +58,12 @@ class FinetuneSettings:
 # ----------------------------------------------------------------------------- models
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-
-
 def load_task_model(task: str, model_dir: str):
     """Task model (a new, seeded head on the pretrained body), its tokenizer, and transformers'
     loading report (which weights were newly initialised or left unused)."""
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
-    if not Path(model_dir, "config.json").is_file():
-        raise DataError(f"{model_dir}: no config.json; expected a model folder (save_pretrained)")
-    if not any(Path(model_dir, name).is_file() for name in TOKENIZER_FILES):
-        raise DataError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
-                        "next to the model (tokenizer.save_pretrained(model_dir))")
+    require_supported_model(model_dir)  # before any weight is read: a GPT-2 folder fails here
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if task == "sst2":
         model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -127,9 +121,11 @@ def download_model(repo_id: str, out_dir: str, revision: str | None = None) -> N
     Loading with the pretraining head kept when the architecture has one, so the parameter report
     can say what fine-tuning drops; only the files a fine-tune needs are written (no TF/Flax copies).
     """
-    from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoTokenizer
 
     log.info("downloading model %s (revision %s)", repo_id, revision)
+    config = AutoConfig.from_pretrained(repo_id, revision=revision)  # config.json only, before the weights
+    require_supported_model_type(config.model_type, repo_id)
     tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
     try:
         model = AutoModelForPreTraining.from_pretrained(repo_id, revision=revision)

@@ -3,7 +3,8 @@
 `with stage(snakemake):` sends the stage's stdout/stderr and Python logging to the rule's log
 file, applies the thread count Snakemake granted, keeps compute stages off the network
 (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, as on air-gapped cluster nodes), and turns a `PipelineError` into one clear
-line at the end of the log (the traceback above it for the curious).
+line at the end of the log (the traceback above it for the curious); any other exception ends
+the log with its type and message.
 """
 
 from __future__ import annotations
@@ -43,17 +44,23 @@ def stage(smk, *, network: bool = False):
     log.info("rule %s started (pid %d)", getattr(smk, "rule", "?"), os.getpid())
     try:
         yield
-    except PipelineError as err:
+    except BaseException as err:
         log.exception("rule %s failed", getattr(smk, "rule", "?"))
-        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), err)  # the fix, as the log's last line
-        raise
-    except BaseException:
-        log.exception("rule %s failed", getattr(smk, "rule", "?"))
+        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), failure_cause(err))  # the log's last line
         raise
     finally:
         if handle is not None:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             handle.close()
+
+
+def failure_cause(err: BaseException, limit: int = 1000) -> str:
+    """One line naming the cause: our own errors say what to fix; any other error (torch,
+    transformers, a bug) is named by its type, as `tail -1` of the log is often all one reads."""
+    text = " ".join(str(err).split())
+    if not isinstance(err, PipelineError):
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _limit_threads(threads: int | None) -> None:

@@ -34,8 +34,9 @@ def read_sst2_tsv(path: str) -> list[tuple[str, int]]:
         sentence_col, label_col = header.index("sentence"), header.index("label")
         rows = []
         for line_no, row in enumerate(reader, start=2):
-            if len(row) <= max(sentence_col, label_col):
-                raise DataError(f"{path}, line {line_no}: expected {len(header)} tab-separated columns, got {len(row)}")
+            if len(row) != len(header):  # a tab inside a sentence shifts the label column
+                raise DataError(f"{path}, line {line_no}: expected {len(header)} tab-separated columns, got "
+                                f"{len(row)} (header: {', '.join(header)}); a tab inside the sentence?")
             label = row[label_col].strip()
             if label not in ("0", "1"):
                 raise DataError(f"{path}, line {line_no}: label {label!r} is not 0 or 1")

@@ -1,0 +1,323 @@
+"""Start-up checks: everything the config alone can answer, run when Snakemake parses the workflow.
+
+rules/common.smk calls `coerce_overrides` before the schema validation and `check_config` after it,
+so that inconsistent settings (a sequence longer than the model's positions, a stride not below
+its window, a GPT-2 folder as a BERT baseline, ...) fail before the first job, with every problem
+named by its config key. `check_device` runs from `onstart` (see rules/common.smk for why).
+The stages repeat the checks that need data or a downloaded model, so nothing relies on this
+module alone. Light imports only: the workflow parses on every `snakemake` call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, DataError, ResourceError
+from .presets import architecture
+from .tokenizer import BERT_ROLES
+
+# BertConfig's default, which pretrain.build_model uses when pretrain.model does not set it.
+DEFAULT_MAX_POSITIONS = 512
+# The fine-tuning inputs are built the BERT way ([CLS] a [SEP] b [SEP] with token type ids) and the
+# parameter report names BERT's modules: other architectures would train on garbage or crash late.
+SUPPORTED_MODEL_TYPES = ("bert",)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+TASKS = ("sst2", "squad")
+
+
+# ----------------------------------------------------------------------------- --config overrides
+
+
+def coerce_overrides(config: dict, overrides: dict, schema: dict) -> None:
+    """Give `--config` values the type the schema expects, in place.
+
+    Snakemake parses a top-level `--config seed=3` as a number, but the nested values of
+    `--config pretrain='{"epochs": 5}'` with YAML's base loader, which keeps every scalar a string
+    ('5', 'true', 'null'). Only strings the schema rejects as they are become the int, float, bool
+    or null they spell; `overrides` (the `--config` dict) says which config entries came from there.
+    """
+    for key, value in overrides.items():
+        sub = _property_schema(schema, key)
+        if sub is None or key not in config:
+            continue
+        if isinstance(value, dict) and isinstance(config[key], dict):
+            coerce_overrides(config[key], value, sub)
+        else:
+            config[key] = _coerce(config[key], sub)
+
+
+def _property_schema(schema: dict, key: str) -> dict | None:
+    sub = schema.get("properties", {}).get(key, schema.get("additionalProperties"))
+    return sub if isinstance(sub, dict) else None
+
+
+def _coerce(value, schema: dict):
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_coerce(item, items) for item in value] if isinstance(items, dict) else value
+    if isinstance(value, dict):
+        for key in list(value):
+            sub = _property_schema(schema, key)
+            if sub is not None:
+                value[key] = _coerce(value[key], sub)
+        return value
+    if not isinstance(value, str) or _valid(value, schema):
+        return value
+    for candidate in _spellings(value):
+        if _valid(candidate, schema):
+            return candidate
+    return value
+
+
+def _spellings(text: str) -> list:
+    """What a string can mean: YAML's reading ('true', 'null', '5'), then int and float ('1e-3',
+    which YAML 1.1 leaves a string)."""
+    values = []
+    try:
+        values.append(yaml.safe_load(text))
+    except yaml.YAMLError:
+        pass
+    for kind in (int, float):
+        try:
+            values.append(kind(text))
+        except ValueError:
+            pass
+    return values
+
+
+def _valid(value, schema: dict) -> bool:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
+def load_schema(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def schema_problems(config: dict, schema: dict) -> list[str]:
+    """Every schema violation as `key.path: what is wrong (the key's description)`: Snakemake's own
+    validation shows only the first one, with a dump of the schema instead of the key's meaning."""
+    import jsonschema
+
+    problems = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        hint = _description(schema, list(error.absolute_schema_path))
+        problems.append(f"{key}: {error.message}" + (f" ({' '.join(hint.split())})" if hint else ""))
+    return problems
+
+
+def _description(schema: dict, schema_path: list) -> str | None:
+    """The description nearest to the failing keyword along its schema path."""
+    found, node = None, schema
+    for step in schema_path[:-1]:
+        node = node[step] if isinstance(node, (dict, list)) else None
+        if isinstance(node, dict) and node.get("description"):
+            found = node["description"]
+    return found
+
+
+def validate_config(config: dict, schema: dict) -> None:
+    problems = schema_problems(config, schema)
+    if problems:
+        raise ConfigError("the config does not match config/config.schema.yaml:\n  - " + "\n  - ".join(problems))
+
+
+# ----------------------------------------------------------------------------- the whole config
+
+
+def check_config(config: dict) -> None:
+    """Raise one ConfigError that lists every inconsistency of a validated config (defaults filled)."""
+    problems = [
+        *special_token_problems(config["tokenizer"]),
+        *pretrain_problems(config["pretrain"]),
+        *finetune_problems(config["finetune"], pretrained_positions(config["pretrain"])),
+        *model_name_problems(config),
+    ]
+    if problems:
+        raise ConfigError("the config cannot run:\n  - " + "\n  - ".join(problems))
+
+
+def pretrained_positions(pretrain: dict) -> int:
+    return pretrain.get("model", {}).get("max_position_embeddings") or DEFAULT_MAX_POSITIONS
+
+
+def special_token_problems(tokenizer: dict) -> list[str]:
+    missing = sorted(set(BERT_ROLES.values()) - set(tokenizer["special_tokens"]))
+    return [f"tokenizer.special_tokens: missing BERT tokens {missing}"] if missing else []
+
+
+def pretrain_problems(pretrain: dict) -> list[str]:
+    problems = []
+    try:
+        architecture(pretrain["preset"], pretrain.get("model"))
+    except ConfigError as err:
+        problems.append(str(err))
+    positions = pretrained_positions(pretrain)
+    if pretrain["seq_len"] > positions:
+        problems.append(f"pretrain.seq_len {pretrain['seq_len']} exceeds the model's max_position_embeddings "
+                        f"{positions}; lower seq_len or raise pretrain.model.max_position_embeddings")
+    return problems
+
+
+def finetune_problems(finetune: dict, positions: int) -> list[str]:
+    problems = []
+    for task in TASKS:
+        max_length = finetune[task]["max_length"]
+        if max_length > positions:
+            problems.append(f"finetune.{task}.max_length {max_length} exceeds the pretrained model's "
+                            f"max_position_embeddings {positions} (pretrain.model.max_position_embeddings); "
+                            f"lower max_length")
+        problems += local_task_file_problems(task, finetune[task])
+    squad = finetune["squad"]
+    if squad["doc_stride"] >= squad["max_length"]:
+        problems.append(f"finetune.squad.doc_stride {squad['doc_stride']} must be less than max_length "
+                        f"{squad['max_length']} (consecutive windows share doc_stride tokens)")
+    for name, source in finetune["baselines"].items():
+        folder = os.path.expanduser(source)
+        if os.path.isdir(folder):
+            problems += model_folder_problems(folder, f"finetune.baselines.{name}",
+                                              {task: finetune[task]["max_length"] for task in TASKS})
+    return problems
+
+
+def local_task_file_problems(task: str, section: dict) -> list[str]:
+    """Local task files that exist but cannot be data (a folder, an empty file); a missing one is
+    reported by the glob expansion in rules/common.smk."""
+    if section["source"] != "local":
+        return []
+    problems = []
+    for split in ("train", "validation"):
+        path = section["local"].get(split)
+        if path is None:
+            continue
+        path = os.path.expanduser(path)
+        if os.path.isdir(path):
+            problems.append(f"finetune.{task}.local.{split}: {path!r} is a folder; give the file")
+        elif os.path.isfile(path) and os.path.getsize(path) == 0:
+            problems.append(f"finetune.{task}.local.{split}: {path!r} is empty")
+    return problems
+
+
+def model_name_problems(config: dict) -> list[str]:
+    """Model names become folders (results/finetune/<task>/<name>) and benchmark labels
+    (<name>-<task>): two names must never share one, also on case-insensitive file systems."""
+    names = ["pretrained", *config["finetune"]["baselines"]]
+    problems = []
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            problems.append(f"finetune.baselines: names {other!r} and {name!r} differ only in case "
+                            "(one folder on macOS/Windows file systems); rename one")
+    if config["benchmark"]["enabled"] and config["benchmark"]["include_finetuned"]:
+        labels = {f"{model}-{task}".lower() for model in names for task in TASKS}
+        problems += [f"finetune.baselines.{name}: the name is also the inference benchmark's label of a "
+                     "fine-tuned model; rename it" for name in names if name.lower() in labels]
+    return problems
+
+
+# ----------------------------------------------------------------------------- model folders
+
+
+def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | None = None) -> list[str]:
+    """What keeps a model folder from being fine-tuned here: no config.json, a non-BERT
+    architecture, no tokenizer, fewer positions than a task's max_length."""
+    config_path = Path(folder, "config.json")
+    if not config_path.is_file():
+        return [f"{key}: {folder} has no config.json; expected a model folder (save_pretrained)"]
+    try:
+        model_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return [f"{key}: {config_path} is not valid JSON ({err})"]
+    problems = []
+    model_type = model_config.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        problems.append(unsupported_model_message(key, str(config_path), model_type))
+    if not any(Path(folder, name).is_file() for name in TOKENIZER_FILES):
+        problems.append(f"{key}: {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the "
+                        "tokenizer next to the model (tokenizer.save_pretrained)")
+    positions = model_config.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)
+    for task, max_length in (max_lengths or {}).items():
+        if max_length > positions:
+            problems.append(f"{key}: finetune.{task}.max_length {max_length} exceeds the model's "
+                            f"max_position_embeddings {positions} ({config_path}); lower max_length")
+    return problems
+
+
+def unsupported_model_message(key: str, source: str, model_type) -> str:
+    return (f"{key}: {source} has model_type {model_type!r}; fine-tuning supports model_type "
+            f"{' / '.join(SUPPORTED_MODEL_TYPES)} (BERT-family encoders: inputs are built as "
+            "[CLS] a [SEP] b [SEP] with token type ids)")
+
+
+def require_supported_model(folder: str, key: str = "model") -> None:
+    """Job-time check of a model folder (a Hub baseline exists only after download_model)."""
+    problems = model_folder_problems(folder, key)
+    if problems:
+        raise DataError("; ".join(problems))
+
+
+def require_supported_model_type(model_type, source: str, key: str = "model") -> None:
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(unsupported_model_message(key, source, model_type))
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def check_device(device: str) -> None:
+    """`device: cuda` without a visible GPU. torch is asked in a child process, so the Snakemake
+    process neither pays for the import (about 2 s) nor holds a CUDA state; only for `cuda`."""
+    if device != "cuda":
+        return
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != "True":
+        detail = probe.stderr.strip().splitlines()[-1:] or ["torch.cuda.is_available() is False"]
+        raise ResourceError(f"config device: 'cuda' but no GPU is visible here ({detail[0]}, "
+                            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                            "set device: auto or cpu, or run on a GPU node")
+
+
+# ----------------------------------------------------------------------------- config files
+
+
+def config_file_problem(path: str) -> str | None:
+    """Why Snakemake would refuse a --configfile (its message names neither file nor line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return f"{path}: cannot read ({err})"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        reason = getattr(err, "problem", None) or str(err)
+        return f"{path}: YAML syntax error at {where}: {reason} (a tab in the indentation, an unclosed bracket or quote?)"
+    if data is None:
+        return f"{path}: empty (no keys); give at least one key, e.g. `seed: 1`"
+    if not isinstance(data, dict):
+        return f"{path}: top level is a {type(data).__name__}, expected keys (`section: value`)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bertflow.checks FILE...`: say where each config file is broken."""
+    problems = [p for p in map(config_file_problem, argv if argv is not None else sys.argv[1:]) if p]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Bad input and faults: each case ends in a clear, early error that names the key or file.
+
+Most cases are dry runs (`snakemake -n`, no job runs) or unit tests of bertflow.checks; the
+numbers in the comments refer to the items of issue 15 (and 14.4 for `--config`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from bertflow import checks
+from bertflow.errors import ConfigError, DataError, PipelineError, ResourceError
+from bertflow.stage import failure_cause, stage
+from bertflow.task_data import read_squad_json, read_sst2_tsv
+
+from conftest import REPO, TINY_CONFIG, snakemake, write_config
+
+SCHEMA = checks.load_schema(REPO / "config" / "config.schema.yaml")
+
+
+def tiny_config(**sections) -> dict:
+    """The tiny config, validated with the defaults filled in, with sections updated one level deep."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+    return config
+
+
+def problems_of(config: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        checks.check_config(config)
+    return str(err.value)
+
+
+def dry_run(tmp_path, *args, configfile=TINY_CONFIG):
+    """A dry run in a fresh folder: (return code, everything Snakemake printed)."""
+    result = snakemake(tmp_path / "run", "--dry-run", *args, configfile=configfile, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def model_folder(path, model_type="bert", tokenizer=True, **fields):
+    """A model folder as far as the start-up checks read it: config.json (+ vocab.txt)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"model_type": model_type, **fields}))
+    if tokenizer:
+        (path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- 15.1 config consistency
+
+
+def test_the_tiny_config_passes_the_checks():
+    checks.check_config(tiny_config())
+
+
+@pytest.mark.parametrize("sections, expected", [
+    ({"finetune": {"squad": {**tiny_config()["finetune"]["squad"], "max_length": 600}}},
+     "finetune.squad.max_length 600 exceeds the pretrained model's max_position_embeddings 512"),
+    ({"finetune": {"sst2": {**tiny_config()["finetune"]["sst2"], "max_length": 513}}},
+     "finetune.sst2.max_length 513 exceeds"),
+    ({"pretrain": {"seq_len": 1024}}, "pretrain.seq_len 1024 exceeds the model's max_position_embeddings 512"),
+    ({"pretrain": {"model": {"hidden_size": 64, "num_attention_heads": 3, "intermediate_size": 128}}},
+     "hidden_size 64 is not divisible by num_attention_heads 3"),
+    ({"finetune": {"squad": {**tiny_config()["finetune"]["squad"], "doc_stride": 96}}},
+     "finetune.squad.doc_stride 96 must be less than max_length 96"),
+    ({"pretrain": {"preset": None, "model": {"hidden_size": 64}}},
+     "without a preset these fields are required"),
+    ({"tokenizer": {"special_tokens": ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]}},
+     "tokenizer.special_tokens: missing BERT tokens ['[MASK]']"),
+])
+def test_inconsistent_settings_are_named(sections, expected):
+    assert expected in problems_of(tiny_config(**sections))
+
+
+def test_positions_come_from_the_model_fields_and_every_problem_is_listed():
+    config = tiny_config(pretrain={"model": {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+                                             "max_position_embeddings": 16}})
+    message = problems_of(config)
+    assert "pretrain.seq_len 32 exceeds the model's max_position_embeddings 16" in message
+    assert "finetune.sst2.max_length 24 exceeds" in message and "finetune.squad.max_length 96 exceeds" in message
+
+
+def test_squad_max_length_above_positions_fails_before_any_job(tmp_path):
+    config = write_config(tmp_path / "c.yaml", pretrain={"model": {"max_position_embeddings": 64}})
+    rc, out = dry_run(tmp_path, configfile=config)
+    assert rc != 0
+    assert "finetune.squad.max_length 96 exceeds the pretrained model's max_position_embeddings 64" in out
+    assert f"config read from {config}" in out  # which file to fix
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_cuda_without_a_gpu_fails_before_the_first_job(tmp_path):
+    if subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                      capture_output=True, text=True).stdout.strip() == "True":
+        pytest.skip("a GPU is visible here")
+    config = write_config(tmp_path / "c.yaml", device="cuda")
+    result = snakemake(tmp_path / "run", configfile=config, check=False)  # a real run: onstart is not dry
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config device: 'cuda' but no GPU is visible here" in out
+    assert not (tmp_path / "run" / "results").exists()  # not even the corpus stage ran
+
+
+def test_check_device_passes_cpu_and_auto_without_asking_torch(monkeypatch):
+    monkeypatch.setattr(checks.subprocess, "run", lambda *a, **k: pytest.fail("torch was asked"))
+    checks.check_device("cpu")
+    checks.check_device("auto")
+
+
+def test_cuda_check_reports_what_torch_said(monkeypatch):
+    monkeypatch.setattr(checks.subprocess, "run",
+                        lambda *a, **k: SimpleNamespace(stdout="False\n", stderr=""))
+    with pytest.raises(ResourceError, match="torch.cuda.is_available\\(\\) is False"):
+        checks.check_device("cuda")
+
+
+# ----------------------------------------------------------------------------- 15.2 non-BERT baselines
+
+
+def test_local_gpt2_baseline_is_rejected_when_the_workflow_starts(tmp_path):
+    gpt2 = model_folder(tmp_path / "gpt2", model_type="gpt2", n_positions=1024)
+    config = write_config(tmp_path / "c.yaml", finetune={"baselines": {"gpt": str(gpt2)}})
+    rc, out = dry_run(tmp_path, configfile=config)
+    assert rc != 0
+    assert "finetune.baselines.gpt:" in out and "has model_type 'gpt2'" in out
+    assert "supports model_type bert" in out
+
+
+@pytest.mark.parametrize("folder_kwargs, expected", [
+    ({"tokenizer": False}, "has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)"),
+    ({"max_position_embeddings": 64}, "finetune.squad.max_length 96 exceeds the model's max_position_embeddings 64"),
+    ({"model_type": "roberta"}, "has model_type 'roberta'"),
+])
+def test_local_baseline_folder_problems(tmp_path, folder_kwargs, expected):
+    folder = model_folder(tmp_path / "mine", **folder_kwargs)
+    config = tiny_config(finetune={"baselines": {"mine": str(folder)}})
+    message = problems_of(config)
+    assert "finetune.baselines.mine:" in message and expected in message
+
+
+def test_baseline_folder_without_config_or_with_broken_json(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "has no config.json" in checks.model_folder_problems(str(tmp_path / "empty"), "k")[0]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert "config.json is not valid JSON" in checks.model_folder_problems(str(broken), "k")[0]
+
+
+def test_finetune_job_rejects_a_non_bert_folder_before_reading_weights(tmp_path):
+    """A Hub baseline exists only after download_model: the finetune job checks it first."""
+    from bertflow.finetune import load_task_model
+
+    folder = model_folder(tmp_path / "downloaded", model_type="gpt2")  # no weights at all
+    with pytest.raises(DataError, match="has model_type 'gpt2'; fine-tuning supports model_type bert"):
+        load_task_model("sst2", str(folder))
+
+
+def test_download_model_rejects_a_non_bert_repo_before_the_weights(monkeypatch, tmp_path):
+    import transformers
+    from transformers import GPT2Config
+
+    from bertflow.finetune import download_model
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda *a, **k: GPT2Config())
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: pytest.fail("downloaded more than config.json"))
+    with pytest.raises(ConfigError, match="openai-community/gpt2 has model_type 'gpt2'"):
+        download_model("openai-community/gpt2", str(tmp_path / "out"))
+
+
+# ----------------------------------------------------------------------------- 15.7 baseline names
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "", "Pretrained", "pretrained", "-x"])
+def test_unsafe_baseline_names_are_rejected_by_the_schema(tmp_path, name):
+    config = write_config(tmp_path / "c.yaml", finetune={"baselines": {name: "google/bert_uncased_L-2_H-128_A-2"}})
+    rc, out = dry_run(tmp_path, configfile=config)
+    assert rc != 0
+    assert f"finetune.baselines: {name!r} does not match" in out
+    assert "A name becomes a folder" in out  # the schema's description says what is allowed
+
+
+def test_baseline_names_must_not_collide():
+    config = tiny_config(finetune={"baselines": {"bert": "a/b", "BERT": "c/d"}})
+    assert "names 'bert' and 'BERT' differ only in case" in problems_of(config)
+    config = tiny_config(finetune={"baselines": {"pretrained-sst2": "a/b"}},
+                         benchmark={"enabled": True, "include_finetuned": True})
+    assert "finetune.baselines.pretrained-sst2: the name is also the inference benchmark's label" in problems_of(config)
+
+
+# ----------------------------------------------------------------------------- 15.8 failure lines
+
+
+def test_foreign_exception_ends_the_log_with_its_type_and_message(tmp_path):
+    smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="finetune", threads=None)
+    with pytest.raises(RuntimeError):
+        with stage(smk):
+            raise RuntimeError("The size of tensor a (96) must match\nthe size of tensor b (64)")
+    logging.shutdown()
+    last = (tmp_path / "x.log").read_text().strip().splitlines()[-1]
+    assert last.endswith("rule finetune failed: RuntimeError: The size of tensor a (96) must match "
+                         "the size of tensor b (64)")
+
+
+def test_failure_cause_keeps_our_messages_as_they_are():
+    assert failure_cause(DataError("x.tsv, line 3: bad")) == "x.tsv, line 3: bad"
+    assert failure_cause(AttributeError("'DynamicCache' object has no attribute 'float'")) == \
+        "AttributeError: 'DynamicCache' object has no attribute 'float'"
+    assert failure_cause(KeyboardInterrupt()) == "KeyboardInterrupt"
+    assert len(failure_cause(ValueError("x" * 5000))) == 1000
+
+
+def test_sst2_row_with_an_extra_tab_reports_the_column_count(tmp_path):
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("sentence\tlabel\na fine film\t1\na\tfilm with a tab\t0\n")
+    with pytest.raises(DataError, match=r"train.tsv, line 3: expected 2 tab-separated columns, got 3"):
+        read_sst2_tsv(str(tsv))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("seed: 3\npretrain:\n  epochs: [5\n", "YAML syntax error at line 4"),
+    ("seed: 3\n\tdevice: cpu\n", "YAML syntax error at line 2"),
+    ("", "empty (no keys)"),
+    ("# only a comment\n", "empty (no keys)"),
+    ("- seed\n", "top level is a list"),
+])
+def test_config_file_problems_name_file_and_line(tmp_path, text, expected):
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    assert checks.config_file_problem(str(path)).startswith(f"{path}: {expected}")
+    result = subprocess.run([sys.executable, "-m", "bertflow.checks", str(TINY_CONFIG), str(path)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert result.returncode == 1 and f"{path}: {expected}" in result.stderr and str(TINY_CONFIG) not in result.stderr
+
+
+def test_a_good_config_file_has_no_problem():
+    assert checks.config_file_problem(str(TINY_CONFIG)) is None
+
+
+# ----------------------------------------------------------------------------- 14.4 --config overrides
+
+
+def test_override_strings_take_the_schema_types():
+    config = {"seed": 3, "pretrain": {"epochs": "5", "learning_rate": "1e-3", "preset": "null", "seed": "7",
+                                      "compile": "false", "model": {"hidden_size": "64"}},
+              "finetune": {"seeds": ["1", "2"], "baselines": {"b": "123"}},
+              "upload": {"repo_id": "a/1", "branch": "2024"}}
+    overrides = copy.deepcopy(config)
+    checks.coerce_overrides(config, overrides, SCHEMA)
+    assert config["pretrain"] == {"epochs": 5, "learning_rate": 1e-3, "preset": None, "seed": 7, "compile": False,
+                                  "model": {"hidden_size": 64}}
+    assert config["finetune"] == {"seeds": [1, 2], "baselines": {"b": "123"}}  # strings stay where strings fit
+    assert config["upload"] == {"repo_id": "a/1", "branch": "2024"}
+
+
+def test_only_overridden_keys_are_coerced():
+    config = {"pretrain": {"epochs": "5", "batch_size": "8"}}
+    checks.coerce_overrides(config, {"pretrain": {"batch_size": "8"}}, SCHEMA)
+    assert config == {"pretrain": {"epochs": "5", "batch_size": 8}}  # a quoted YAML value is the user's
+
+
+def test_unparseable_override_stays_a_string_for_the_schema_to_name():
+    config = {"pretrain": {"epochs": "five"}}
+    checks.coerce_overrides(config, copy.deepcopy(config), SCHEMA)
+    assert checks.schema_problems(config, SCHEMA) == [
+        "pretrain.epochs: 'five' is not of type 'integer'"]
+
+
+@pytest.mark.parametrize("override", [
+    'pretrain={"epochs": 5}',
+    "pretrain={'epochs': 5, 'learning_rate': 1e-3}",
+    "pretrain={epochs: 5, max_grad_norm: null}",
+    "seed=3",
+    'finetune={"seeds": [1, 2], "sst2": {"epochs": 1}}',
+    'benchmark={"enabled": false}',
+])
+def test_override_forms_users_type_are_accepted(tmp_path, override):
+    rc, out = dry_run(tmp_path, "--config", override)
+    assert rc == 0, out
+
+
+def test_nested_override_merges_with_the_config_file(tmp_path):
+    """Only the given key changes: tiny.yaml's seq_len 32 and hidden_size 64 stay (the error proves it)."""
+    rc, out = dry_run(tmp_path, "--config", 'pretrain={"model": {"max_position_embeddings": 16}}')
+    assert rc != 0
+    assert "pretrain.seq_len 32 exceeds the model's max_position_embeddings 16" in out
+    assert "hidden_size" not in out  # the preset + tiny.yaml's model fields are still complete
+    assert "--config ['pretrain']" in out
+
+
+def test_nested_seed_override_plans_one_run_per_seed(tmp_path):
+    rc, out = dry_run(tmp_path, "--config", 'finetune={"seeds": [1, 2, 3]}')
+    assert rc == 0, out
+    runs = set(re.findall(r"finetune/(\w+)/(\w+)/seed3/metrics.json", out))
+    assert runs == {("sst2", "pretrained"), ("squad", "pretrained")}  # the new seed, typed as a number
+
+
+# ----------------------------------------------------------------------------- 15 other inputs
+
+
+def test_every_schema_violation_is_listed_with_its_key(tmp_path):
+    config = write_config(tmp_path / "c.yaml", seed=-1,
+                          pretrain={"preset": "huge", "epoch": 3},
+                          finetune={"sst2": {"epochs": "three"}, "squad": {"batch_size": 0}})
+    rc, out = dry_run(tmp_path, configfile=config)
+    assert rc != 0
+    for expected in ("finetune.sst2.epochs: 'three' is not of type 'integer' (Training epochs",
+                     "finetune.squad.batch_size: 0 is less than the minimum of 1",
+                     "pretrain: Additional properties are not allowed ('epoch' was unexpected)",
+                     "pretrain.preset: 'huge' is not one of ['tiny', 'mini', 'small', 'medium', 'base', None]",
+                     "seed: -1 is less than the minimum of 0"):
+        assert expected in out, out
+
+
+@pytest.mark.parametrize("section, value, expected", [
+    ("pretrain", {"max_grad_norm": 0}, "pretrain.max_grad_norm: 0 is less than or equal to the minimum of 0"),
+    ("pretrain", {"learning_rate": -1.0}, "pretrain.learning_rate: -1.0 is less than or equal to the minimum of 0"),
+    ("finetune", {"seeds": []}, "finetune.seeds: [] should be non-empty"),
+    ("finetune", {"seeds": [1, 1]}, "finetune.seeds: [1, 1] has non-unique elements"),
+    ("results_dir", "", "results_dir: '' should be non-empty"),
+])
+def test_zero_negative_and_empty_values(section, value, expected):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    if isinstance(value, dict):
+        config[section].update(value)
+    else:
+        config[section] = value
+    assert any(problem.startswith(expected) for problem in checks.schema_problems(config, SCHEMA))
+
+
+def test_missing_local_task_file_fails_before_any_job(tmp_path):
+    config = write_config(tmp_path / "c.yaml", finetune={
+        "squad": {"source": "local", "local": {"train": str(tmp_path / "no_such.json")}}})
+    rc, out = dry_run(tmp_path, configfile=config)
+    assert rc != 0 and "config finetune.squad.local.train:" in out and "no_such.json' matches no file" in out
+
+
+def test_empty_local_task_file_or_folder_fails_before_any_job(tmp_path):
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "folder.tsv").mkdir()
+    config = write_config(tmp_path / "c.yaml", finetune={
+        "squad": {"source": "local", "local": {"train": str(tmp_path / "empty.json")}},
+        "sst2": {"source": "local", "local": {"train": str(tmp_path / "folder.tsv"),
+                                              "validation": str(tmp_path / "folder.tsv")}}})
+    rc, out = dry_run(tmp_path, configfile=config)
+    assert rc != 0
+    assert f"finetune.squad.local.train: '{tmp_path / 'empty.json'}' is empty" in out
+    assert f"finetune.sst2.local.train: '{tmp_path / 'folder.tsv'}' is a folder; give the file" in out
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{}", "not SQuAD JSON (expected an object with a 'data' list)"),
+    ('{"data": []}', "no questions (empty split)"),
+    ("[", "not valid JSON"),
+])
+def test_squad_json_without_questions_is_named(tmp_path, text, expected):
+    path = tmp_path / "squad.json"
+    path.write_text(text)
+    with pytest.raises(DataError, match=f"squad.json: {expected}".replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        read_squad_json(str(path))
+
+
+def test_errors_are_pipeline_errors():
+    """The stage wrapper prints our errors as they are: keep every check inside that family."""
+    assert issubclass(ConfigError, PipelineError) and issubclass(ResourceError, PipelineError)
