@@ -363,16 +363,15 @@ def test_empty_local_task_file_or_folder_fails_before_any_job(tmp_path):
     assert f"finetune.sst2.local.train: '{tmp_path / 'folder.tsv'}' is a folder; give the file" in out
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("{}", "not SQuAD JSON (expected an object with a 'data' list)"),
-    ('{"data": []}', "no questions (empty split)"),
-    ("[", "not valid JSON"),
-])
-def test_squad_json_without_questions_is_named(tmp_path, text, expected):
+SQUAD_WITHOUT_QUESTIONS = {"{}": "not SQuAD JSON (expected an object with a 'data' list)",
+                           '{"data": []}': "no questions (empty split)", "[": "not valid JSON"}
+
+
+@pytest.mark.parametrize("text", SQUAD_WITHOUT_QUESTIONS)
+def test_squad_json_without_questions_is_named(tmp_path, text):
     path = tmp_path / "squad.json"
     path.write_text(text)
-    with pytest.raises(DataError, match=f"squad.json: {expected}".replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(DataError, match=re.escape(f"squad.json: {SQUAD_WITHOUT_QUESTIONS[text]}")):
         read_squad_json(str(path))
 
 
