@@ -281,16 +281,17 @@ def test_unparseable_override_stays_a_string_for_the_schema_to_name():
         "pretrain.epochs: 'five' is not of type 'integer'"]
 
 
-@pytest.mark.parametrize("override", [
-    'pretrain={"epochs": 5}',
-    "pretrain={'epochs': 5, 'learning_rate': 1e-3}",
-    "pretrain={epochs: 5, max_grad_norm: null}",
-    "seed=3",
-    'finetune={"seeds": [1, 2], "sst2": {"epochs": 1}}',
-    'benchmark={"enabled": false}',
+@pytest.mark.parametrize("overrides", [  # the README's examples first
+    ["seed=3", "device=cpu"],
+    ['pretrain={"epochs": 5, "learning_rate": 1e-3}'],
+    ["pretrain={preset: mini, max_steps: null}"],
+    ['finetune={"seeds": [1, 2, 3], "squad": {"epochs": 2}}'],
+    ['pretrain={"epochs": 5}'],
+    ["pretrain={'epochs': 5, 'compile': false}"],
+    ['benchmark={"enabled": false}'],
 ])
-def test_override_forms_users_type_are_accepted(tmp_path, override):
-    rc, out = dry_run(tmp_path, "--config", override)
+def test_override_forms_users_type_are_accepted(tmp_path, overrides):
+    rc, out = dry_run(tmp_path, "--config", *overrides)
     assert rc == 0, out
 
 
