@@ -334,6 +334,10 @@ def test_every_schema_violation_is_listed_with_its_key(tmp_path):
     ("finetune", {"seeds": []}, "finetune.seeds: [] should be non-empty"),
     ("finetune", {"seeds": [1, 1]}, "finetune.seeds: [1, 1] has non-unique elements"),
     ("results_dir", "", "results_dir: '' should be non-empty"),
+    ("finetune", {"seeds": 1}, "finetune.seeds: 1 is not of type 'array'"),
+    ("corpus", {"local": {"train": "a.txt"}}, "corpus.local.train: 'a.txt' is not of type 'array'"),
+    ("device", "gpu", "device: 'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+    ("tokenizer", {"vocab_size": 10}, "tokenizer.vocab_size: 10 is less than the minimum of 100"),
 ])
 def test_zero_negative_and_empty_values(section, value, expected):
     config = yaml.safe_load(TINY_CONFIG.read_text())
@@ -366,6 +370,17 @@ def test_empty_local_task_file_or_folder_fails_before_any_job(tmp_path):
 
 SQUAD_WITHOUT_QUESTIONS = {"{}": "not SQuAD JSON (expected an object with a 'data' list)",
                            '{"data": []}': "no questions (empty split)", "[": "not valid JSON"}
+
+
+def test_corpus_folder_or_empty_files_are_named(tmp_path):
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "empty.txt").write_text("")
+    config = tiny_config(corpus={"source": "local", "local": {"train": [str(tmp_path / "empty.txt")],
+                                                               "validation": [str(tmp_path / "texts")]}})
+    message = problems_of(config)
+    assert f"corpus.local.validation: '{tmp_path / 'texts'}' matches folder(s)" in message
+    assert f"give files, e.g. '{tmp_path / 'texts'}/*.txt'" in message
+    assert f"corpus.local.train: every matched file is empty ({tmp_path / 'empty.txt'})" in message
 
 
 @pytest.mark.parametrize("text", SQUAD_WITHOUT_QUESTIONS)

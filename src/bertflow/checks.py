@@ -10,6 +10,7 @@ module alone. Light imports only: the workflow parses on every `snakemake` call.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -137,6 +138,7 @@ def validate_config(config: dict, schema: dict) -> None:
 def check_config(config: dict) -> None:
     """Raise one ConfigError that lists every inconsistency of a validated config (defaults filled)."""
     problems = [
+        *local_corpus_problems(config["corpus"]),
         *special_token_problems(config["tokenizer"]),
         *pretrain_problems(config["pretrain"]),
         *finetune_problems(config["finetune"], pretrained_positions(config["pretrain"])),
@@ -148,6 +150,25 @@ def check_config(config: dict) -> None:
 
 def pretrained_positions(pretrain: dict) -> int:
     return pretrain.get("model", {}).get("max_position_embeddings") or DEFAULT_MAX_POSITIONS
+
+
+def local_corpus_problems(corpus: dict) -> list[str]:
+    """Corpus patterns that match folders, or training files that are all empty (file sizes only:
+    a pattern matching nothing is reported by the glob expansion in rules/common.smk)."""
+    if corpus["source"] != "local":
+        return []
+    problems = []
+    for split in ("train", "validation"):
+        for pattern in corpus["local"][split]:
+            folders = [path for path in glob.glob(os.path.expanduser(pattern)) if os.path.isdir(path)]
+            if folders:
+                problems.append(f"corpus.local.{split}: {pattern!r} matches folder(s) {folders[:3]}; give files, "
+                                f"e.g. '{folders[0].rstrip('/')}/*.txt'")
+    train = [path for pattern in corpus["local"]["train"] for path in glob.glob(os.path.expanduser(pattern))
+             if os.path.isfile(path)]
+    if train and all(os.path.getsize(path) == 0 for path in train):
+        problems.append(f"corpus.local.train: every matched file is empty ({', '.join(train[:3])})")
+    return problems
 
 
 def special_token_problems(tokenizer: dict) -> list[str]:
