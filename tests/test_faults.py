@@ -115,6 +115,24 @@ def test_cuda_without_a_gpu_fails_before_the_first_job(tmp_path):
     assert not (tmp_path / "run" / "results").exists()  # not even the corpus stage ran
 
 
+def test_cuda_is_not_checked_on_the_submit_host_of_a_cluster(tmp_path):
+    """With `--executor slurm` the login node may have no GPU: the workflow goes on to submit
+    (here to stand-in SLURM commands that refuse every job) instead of failing at onstart."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "sacct", "squeue", "sinfo", "scontrol"):
+        (bin_dir / tool).write_text("#!/bin/sh\necho 'stand-in: no cluster here' >&2\nexit 1\n")
+        (bin_dir / tool).chmod(0o755)
+    config = write_config(tmp_path / "c.yaml", device="cuda")
+    result = snakemake(tmp_path / "run", "--executor", "slurm", "--jobs", "1", "--slurm-no-account",
+                       "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+                       "results/corpus/stats.json", configfile=config, check=False,
+                       env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "no GPU is visible" not in out
+    assert "Error in rule prepare_corpus" in out  # it got as far as submitting the first job
+
+
 def test_check_device_passes_cpu_and_auto_without_asking_torch(monkeypatch):
     monkeypatch.setattr(checks.subprocess, "run", lambda *a, **k: pytest.fail("torch was asked"))
     checks.check_device("cpu")
