@@ -2,9 +2,11 @@ import glob
 import os
 import re
 
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
-from bertflow.checks import check_config, check_device, coerce_overrides, load_schema, validate_config
+from bertflow.checks import (check_config, check_device, coerce_overrides, load_schema,
+                             unused_source_warnings, validate_config)
 from bertflow.errors import ConfigError
 
 min_version("9.0")
@@ -28,6 +30,9 @@ try:
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None
+if workflow.is_main_process:
+    for warning in unused_source_warnings(config):
+        logger.warning(f"config warning: {warning}")
 
 
 onstart:

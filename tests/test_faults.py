@@ -86,6 +86,22 @@ def test_inconsistent_settings_are_named(sections, expected):
     assert expected in problems_of(tiny_config(**sections))
 
 
+def test_an_empty_benchmark_sweep_is_named():
+    config = tiny_config(benchmark={"enabled": True, "fixed_seq_len": 600, "seq_lens": [600, 1024]})
+    message = problems_of(config)
+    assert "benchmark.fixed_seq_len 600 exceeds the pretrained model's max_position_embeddings 512" in message
+    assert "benchmark.seq_lens [600, 1024] all exceed" in message
+    checks.check_config(tiny_config(benchmark={"enabled": False, "fixed_seq_len": 600}))
+
+
+def test_local_files_of_an_unused_source_are_warned_about(tmp_path):
+    rc, out = dry_run(tmp_path, "--config", 'finetune={"sst2": {"local": {"train": "train.tsv"}}}')
+    assert rc == 0
+    assert ("config warning: finetune.sst2.local.train is set but finetune.sst2.source is 'generated': "
+            "the file is not used") in out
+    assert checks.unused_source_warnings(tiny_config()) == []
+
+
 def test_positions_come_from_the_model_fields_and_every_problem_is_listed():
     config = tiny_config(pretrain={"model": {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
                                              "max_position_embeddings": 16}})

@@ -142,6 +142,7 @@ def check_config(config: dict) -> None:
         *special_token_problems(config["tokenizer"]),
         *pretrain_problems(config["pretrain"]),
         *finetune_problems(config["finetune"], pretrained_positions(config["pretrain"])),
+        *benchmark_problems(config["benchmark"], pretrained_positions(config["pretrain"])),
         *model_name_problems(config),
     ]
     if problems:
@@ -208,6 +209,30 @@ def finetune_problems(finetune: dict, positions: int) -> list[str]:
             problems += model_folder_problems(folder, f"finetune.baselines.{name}",
                                               {task: finetune[task]["max_length"] for task in TASKS})
     return problems
+
+
+def benchmark_problems(benchmark: dict, positions: int) -> list[str]:
+    """Sweep points beyond the pretrained model's positions are skipped: a sweep left empty is an error."""
+    if not benchmark["enabled"]:
+        return []
+    problems = []
+    if benchmark["fixed_seq_len"] > positions:
+        problems.append(f"benchmark.fixed_seq_len {benchmark['fixed_seq_len']} exceeds the pretrained model's "
+                        f"max_position_embeddings {positions}: the batch-size sweep would be empty")
+    if min(benchmark["seq_lens"]) > positions:
+        problems.append(f"benchmark.seq_lens {benchmark['seq_lens']} all exceed the pretrained model's "
+                        f"max_position_embeddings {positions}: the sequence-length sweep would be empty")
+    return problems
+
+
+def unused_source_warnings(config: dict) -> list[str]:
+    """Settings of a data source the config does not use: usually a forgotten `source: local`."""
+    sections = [("corpus", config["corpus"], ("train", "validation"))]
+    sections += [(f"finetune.{task}", config["finetune"][task], ("train", "validation")) for task in TASKS]
+    return [f"{key}.local.{split} is set but {key}.source is {section['source']!r}: the file is not used "
+            f"(set {key}.source: local to use it)"
+            for key, section, splits in sections if section["source"] != "local"
+            for split in splits if section["local"].get(split)]
 
 
 def local_task_file_problems(task: str, section: dict) -> list[str]:
