@@ -109,7 +109,8 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
     import jsonschema
 
     problems = []
-    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
         key = ".".join(map(str, error.absolute_path)) or "(top level)"
         hint = _description(schema, list(error.absolute_schema_path))
         problems.append(f"{key}: {error.message}" + (f" ({' '.join(hint.split())})" if hint else ""))
@@ -349,7 +350,8 @@ def config_file_problem(path: str) -> str | None:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         reason = getattr(err, "problem", None) or str(err)
-        return f"{path}: YAML syntax error at {where}: {reason} (a tab in the indentation, an unclosed bracket or quote?)"
+        return (f"{path}: YAML syntax error at {where}: {reason} "
+                "(a tab in the indentation, an unclosed bracket or quote?)")
     if data is None:
         return f"{path}: empty (no keys); give at least one key, e.g. `seed: 1`"
     if not isinstance(data, dict):
