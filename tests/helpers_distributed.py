@@ -43,7 +43,8 @@ def trace_writes(watch: Path, trace_file: Path) -> None:
 
 
 def probe(spec: dict) -> int:
-    """Minimal DDP check: all-reduce the ranks, rank 0 writes the result; optionally fail one rank."""
+    """Minimal DDP check: all-reduce the ranks, rank 0 writes the result; optionally fail one rank
+    (`fail_rank`: exit code 3) or raise in one (`raise_rank`)."""
     import torch
     from accelerate import Accelerator
 
@@ -51,6 +52,8 @@ def probe(spec: dict) -> int:
 
     accelerator = Accelerator(cpu=spec["cpu"])
     total = accelerator.reduce(torch.tensor(float(accelerator.process_index)), reduction="sum").item()
+    if accelerator.process_index == spec.get("raise_rank"):
+        raise RuntimeError(f"rank {accelerator.process_index} raising on purpose")
     if accelerator.process_index == spec.get("fail_rank"):
         print(f"rank {accelerator.process_index} failing on purpose", flush=True)
         close_process_group(synchronize=False)

@@ -92,6 +92,14 @@ def test_failing_rank_raises_with_its_exit_code(tests_on_path, tmp_path):
         traced_launch("probe", {"cpu": True, "out": str(out / "r.json"), "fail_rank": 1}, out, tmp_path)
 
 
+def test_failing_rank_names_its_exception(tests_on_path, tmp_path):
+    """The launcher's error is the stage log's last line: it carries the rank's exception (issue 15.8)."""
+    out = tmp_path / "probe"
+    out.mkdir()
+    with pytest.raises(LaunchError, match="first error: RuntimeError: rank 1 raising on purpose"):
+        traced_launch("probe", {"cpu": True, "out": str(out / "r.json"), "raise_rank": 1}, out, tmp_path)
+
+
 # ----------------------------------------------------------------------------- the real stages
 
 

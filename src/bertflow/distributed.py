@@ -100,7 +100,7 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
         log.info("launching %d %s processes: %s", num_processes, "CPU (gloo)" if cpu else "GPU (NCCL)",
                  " ".join(command))
         stream.flush()
-        returncode, rank_codes, signals = _run_forwarding_signals(command, env, stream)
+        returncode, rank_codes, signals, errors = _run_forwarding_signals(command, env, stream)
     if returncode == 0:
         return
     if signals or 143 in rank_codes:
@@ -109,9 +109,10 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
         received = f"signal {signals[0]}" if signals else "SIGTERM"
         raise LaunchError(f"{module}: the {num_processes}-process run was stopped by {received} "
                           "(a time limit or a cancel); rerun to resume (pretraining continues from its last checkpoint)")
+    cause = f"first error: {errors[0]}" if errors else "their errors are in the log above"
     raise LaunchError(
         f"{module}: the {num_processes}-process launch failed: torchrun exit code {returncode}, "
-        f"failed ranks' exit codes {rank_codes or 'unknown'}; their errors are in the log above"
+        f"failed ranks' exit codes {rank_codes or 'unknown'}; {cause}"
     )
 
 
@@ -169,11 +170,14 @@ def run(function: Callable, spec: dict, num_processes: int) -> None:
 
 # torchrun's failure summary names each failed rank's exit code: "  exitcode  : 143 (pid: ...)".
 _EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+# The last line of a rank's traceback, "ValueError: ..." (torch may prefix "[rank1]:"); torchrun's own
+# ChildFailedError, which only says that a child failed, is not the cause.
+_EXCEPTION = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:\w+\.)*(?!ChildFailedError)\w*(?:Error|Exception)\b(?::.*)?)$")
 
 
-def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int], list[int]]:
+def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int], list[int], list[str]]:
     """Run `command`, copying its output to `stream`; returns its exit code, the ranks' failed
-    ones and the signals this process received (and passed on)."""
+    ones, the signals this process received (and passed on) and the ranks' exception lines."""
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     signals = []
 
@@ -183,14 +187,16 @@ def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tu
         proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    rank_codes = []
+    rank_codes, errors = [], []
     try:
         for line in proc.stdout:
             stream.write(line)
             stream.flush()
             if match := _EXITCODE.match(line):
                 rank_codes.append(int(match.group(1)))
-        return proc.wait(), rank_codes, signals
+            elif match := _EXCEPTION.match(line.rstrip()):
+                errors.append(match.group(1))
+        return proc.wait(), rank_codes, signals, errors
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
