@@ -371,6 +371,7 @@ def test_every_schema_violation_is_listed_with_its_key(tmp_path):
     ("finetune", {"seeds": 1}, "finetune.seeds: 1 is not of type 'array'"),
     ("corpus", {"local": {"train": "a.txt"}}, "corpus.local.train: 'a.txt' is not of type 'array'"),
     ("device", "gpu", "device: 'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+    ("pretrain", None, "pretrain: None is not of type 'object'"),  # a section whose keys are all commented out
     ("tokenizer", {"vocab_size": 10}, "tokenizer.vocab_size: 10 is less than the minimum of 100"),
 ])
 def test_zero_negative_and_empty_values(section, value, expected):
