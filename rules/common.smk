@@ -35,10 +35,16 @@ if workflow.is_main_process:
         logger.warning(f"config warning: {warning}")
 
 
+def plans_device_jobs():
+    """Whether a job that runs on config["device"] (a rule with a `device` param) is planned."""
+    return any("device" in job.rule.params.keys() for job in workflow.dag.needrun_jobs())
+
+
 onstart:
     # A GPU is checked only where jobs run here: with a cluster executor the head node may have
-    # none while the compute nodes do (there, each stage checks its own node). `-n` skips onstart.
-    if workflow.local_exec:
+    # none while the compute nodes do (there, each stage checks its own node). `-n` skips onstart;
+    # a run of CPU-only stages (the corpus and tokenizer on a login node) is not refused either.
+    if workflow.local_exec and plans_device_jobs():
         check_device(config["device"])
 
 

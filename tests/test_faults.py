@@ -129,6 +129,8 @@ def test_cuda_without_a_gpu_fails_before_the_first_job(tmp_path):
     assert result.returncode != 0
     assert "config device: 'cuda' but no GPU is visible here" in out
     assert not (tmp_path / "run" / "results").exists()  # not even the corpus stage ran
+    corpus_only = snakemake(tmp_path / "run", "results/corpus/stats.json", configfile=config, check=False)
+    assert corpus_only.returncode == 0, "CPU-only stages (e.g. on a login node) must not need the GPU"
 
 
 def test_cuda_is_not_checked_on_the_submit_host_of_a_cluster(tmp_path):
