@@ -5,8 +5,15 @@ import re
 from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
-from bertflow.checks import (check_config, check_device, coerce_overrides, load_schema,
-                             unused_source_warnings, validate_config)
+from bertflow.checks import (
+    check_config,
+    check_device,
+    coerce_overrides,
+    integral_floats_to_int,
+    load_schema,
+    unused_source_warnings,
+    validate_config,
+)
 from bertflow.errors import ConfigError
 
 min_version("9.0")
@@ -27,6 +34,7 @@ coerce_overrides(config, workflow.config_settings.config, SCHEMA)
 try:
     validate_config(config, SCHEMA)  # every violation, named by key (Snakemake's lists only the first)
     validate(config, "../config/config.schema.yaml")  # fills in the defaults
+    integral_floats_to_int(config, SCHEMA)
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None

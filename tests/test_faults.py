@@ -304,6 +304,15 @@ def test_override_strings_take_the_schema_types():
     assert config["upload"] == {"repo_id": "a/1", "branch": "2024"}
 
 
+def test_integral_floats_become_ints_where_the_schema_asks_for_an_integer():
+    config = {"pretrain": {"epochs": 3.0, "learning_rate": 1.0, "max_steps": 10.0, "warmup_ratio": 0.0},
+              "finetune": {"seeds": [1.0, 2]}, "benchmark": {"seq_lens": [32.0]}}
+    checks.integral_floats_to_int(config, SCHEMA)
+    assert config == {"pretrain": {"epochs": 3, "learning_rate": 1.0, "max_steps": 10, "warmup_ratio": 0.0},
+                      "finetune": {"seeds": [1, 2]}, "benchmark": {"seq_lens": [32]}}
+    assert type(config["pretrain"]["epochs"]) is int and type(config["pretrain"]["learning_rate"]) is float
+
+
 def test_only_overridden_keys_are_coerced():
     config = {"pretrain": {"epochs": "5", "batch_size": "8"}}
     checks.coerce_overrides(config, {"pretrain": {"batch_size": "8"}}, SCHEMA)

@@ -76,6 +76,25 @@ def _coerce(value, schema: dict):
     return value
 
 
+def integral_floats_to_int(value, schema: dict):
+    """`epochs: 3.0` passes JSON Schema's `integer` (it accepts integral floats) but breaks `range()`
+    in a stage: make such values ints wherever the schema asks for an integer and not a number."""
+    if isinstance(value, dict):
+        for key in list(value):
+            sub = _property_schema(schema, key)
+            if sub is not None:
+                value[key] = integral_floats_to_int(value[key], sub)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [integral_floats_to_int(item, items) for item in value] if isinstance(items, dict) else value
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
+        return int(value)
+    return value
+
+
 def _spellings(text: str) -> list:
     """What a string can mean: YAML's reading ('true', 'null', '5'), then int and float ('1e-3',
     which YAML 1.1 leaves a string)."""
