@@ -325,9 +325,9 @@ def unsupported_model_message(key: str, source: str, model_type) -> str:
             "[CLS] a [SEP] b [SEP] with token type ids)")
 
 
-def require_supported_model(folder: str, key: str = "model") -> None:
+def require_supported_model(folder: str, key: str = "model", max_lengths: dict[str, int] | None = None) -> None:
     """Job-time check of a model folder (a Hub baseline exists only after download_model)."""
-    problems = model_folder_problems(folder, key)
+    problems = model_folder_problems(folder, key, max_lengths)
     if problems:
         raise DataError("; ".join(problems))
 

@@ -58,12 +58,14 @@ class FinetuneSettings:
 # ----------------------------------------------------------------------------- models
 
 
-def load_task_model(task: str, model_dir: str):
+def load_task_model(task: str, model_dir: str, max_length: int | None = None):
     """Task model (a new, seeded head on the pretrained body), its tokenizer, and transformers'
-    loading report (which weights were newly initialised or left unused)."""
+    loading report (which weights were newly initialised or left unused). `max_length`: the
+    task's, checked against the model's positions before any weight is read."""
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
-    require_supported_model(model_dir)  # before any weight is read: a GPT-2 folder fails here
+    # Before any weight is read: a GPT-2 folder, or a Hub baseline with fewer positions than max_length.
+    require_supported_model(model_dir, max_lengths={task: max_length} if max_length else None)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if task == "sst2":
         model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -304,7 +306,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     started = time.time()
     settings = FinetuneSettings.from_config(settings)
     torch.manual_seed(seed)  # the task head's initialisation
-    model, tokenizer, loading_info = load_task_model(task, model_dir)
+    model, tokenizer, loading_info = load_task_model(task, model_dir, settings.max_length)
     params = parameter_accounting(model_dir, model, loading_info)
     task_data = TASKS[task](tokenizer, settings, train_file, validation_file)
     train_data, eval_data = task_data.train_tensors(), task_data.eval_inputs()
