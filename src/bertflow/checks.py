@@ -58,16 +58,26 @@ def _property_schema(schema: dict, key: str) -> dict | None:
     return sub if isinstance(sub, dict) else None
 
 
-def _coerce(value, schema: dict):
-    if isinstance(value, list):
-        items = schema.get("items")
-        return [_coerce(item, items) for item in value] if isinstance(items, dict) else value
+def map_leaves(value, schema: dict, leaf):
+    """`leaf(value, schema)` applied to every scalar of `value`, walking dicts and lists along
+    their schema (in place for dicts); values the schema does not describe are left alone."""
     if isinstance(value, dict):
         for key in list(value):
             sub = _property_schema(schema, key)
             if sub is not None:
-                value[key] = _coerce(value[key], sub)
+                value[key] = map_leaves(value[key], sub, leaf)
         return value
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [map_leaves(item, items, leaf) for item in value] if isinstance(items, dict) else value
+    return leaf(value, schema)
+
+
+def _coerce(value, schema: dict):
+    return map_leaves(value, schema, _coerce_string)
+
+
+def _coerce_string(value, schema: dict):
     if not isinstance(value, str) or _valid(value, schema):
         return value
     for candidate in _spellings(value):
@@ -76,18 +86,13 @@ def _coerce(value, schema: dict):
     return value
 
 
-def integral_floats_to_int(value, schema: dict):
+def integral_floats_to_int(config: dict, schema: dict) -> None:
     """`epochs: 3.0` passes JSON Schema's `integer` (it accepts integral floats) but breaks `range()`
     in a stage: make such values ints wherever the schema asks for an integer and not a number."""
-    if isinstance(value, dict):
-        for key in list(value):
-            sub = _property_schema(schema, key)
-            if sub is not None:
-                value[key] = integral_floats_to_int(value[key], sub)
-        return value
-    if isinstance(value, list):
-        items = schema.get("items")
-        return [integral_floats_to_int(item, items) for item in value] if isinstance(items, dict) else value
+    map_leaves(config, schema, _integral_float_to_int)
+
+
+def _integral_float_to_int(value, schema: dict):
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
     if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
