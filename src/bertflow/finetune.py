@@ -163,22 +163,12 @@ class Sst2:
         return self._encode(self.validation)
 
     def score(self, outputs: list) -> tuple[dict, object]:
-        from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+        from .metrics import load
 
         logits = torch.cat([o.logits for o in outputs]).float()
         predicted = logits.argmax(-1).numpy()
         gold = np.array([label for _, label in self.validation])
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            gold, predicted, average="binary", pos_label=1, zero_division=0
-        )
-        metrics = {
-            "accuracy": 100.0 * accuracy_score(gold, predicted),
-            "precision": 100.0 * precision,
-            "recall": 100.0 * recall,
-            "f1": 100.0 * f1,
-            "confusion_matrix": confusion_matrix(gold, predicted, labels=[0, 1]).tolist(),
-            "examples": len(gold),
-        }
+        metrics = load("sst2").compute(predictions=predicted, references=gold)
         predictions = [{"sentence": s, "label": int(g), "prediction": int(p)}
                        for (s, g), p in zip(self.validation, predicted)]
         return metrics, predictions
