@@ -69,6 +69,15 @@ def test_finetuning_metrics_per_task(tiny_run):
     assert (tiny_run / "results/finetune/squad/pretrained/seed1/model/model.safetensors").is_file()
 
 
+def test_saved_tokenizers_carry_no_loader_flags(tiny_run):
+    configs = sorted((tiny_run / "results").rglob("tokenizer_config.json"))
+    assert len(configs) >= 4  # tokenizer, pretrained model, one fine-tuned model per task
+    for path in configs:
+        saved = json.loads(path.read_text())
+        assert not {"is_local", "local_files_only"} & set(saved), f"{path} keeps loader flags"
+        assert saved["mask_token"] == "[MASK]"
+
+
 def test_inference_benchmark_covers_both_sweeps(tiny_run):
     rows = list(csv.DictReader(open(tiny_run / "results/benchmark/inference.csv")))
     assert {(r["sweep"], int(r["batch_size"]), int(r["seq_len"])) for r in rows} == {

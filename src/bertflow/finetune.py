@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .io import read_json, write_json, write_text
+from .io import read_json, save_tokenizer, write_json, write_text
 from .pretrain import make_accelerator, resolve_device, resolve_precision
 from .provenance import environment_info
 
@@ -340,7 +340,7 @@ def save_model(model, tokenizer, target: Path) -> None:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    save_tokenizer(tokenizer, partial)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
 
