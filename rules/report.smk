@@ -6,11 +6,17 @@ PARAM_REPORTS = {
 }
 # Fine-tuning results of our pretrained model that go into its card (model-index).
 CARD_SUMMARIES = {task: finetune_summary(task, "pretrained") for task in TASKS} if CARD["include_finetune"] else {}
-# Only what the card needs to name a dataset honestly: the source and, for the Hub, its id.
+# Only what the card needs to name a dataset honestly: the source and the Hub id (name, config) of
+# a Hub download, or of local files declared as a copy of a Hub dataset (local.dataset).
 DATA_SOURCES = {
     name: {
         "source": section["source"],
         **({"hub": {k: section["hub"].get(k) for k in ("name", "config")}} if section["source"] == "hub" else {}),
+        **(
+            {"hub": {"name": section["local"]["dataset"], "config": section["local"].get("dataset_config")}}
+            if section["source"] == "local" and section["local"].get("dataset")
+            else {}
+        ),
     }
     for name, section in [("corpus", CORPUS), *((task, config["finetune"][task]) for task in TASKS)]
 }
@@ -90,6 +96,9 @@ rule model_card:
         perplexity=rules.pretrain.output.perplexity,
         corpus_stats=rules.prepare_corpus.output.stats,
         tokenizer_report=rules.train_tokenizer.output.report,
+        # The fill-mask example: a sentence of the held-out text with a word the tokenizer knows masked.
+        validation_text=rules.prepare_corpus.output.validation,
+        tokenizer=rules.train_tokenizer.output.tokenizer,
     output:
         card=report(
             results("card", "README.md"),
