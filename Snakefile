@@ -16,6 +16,7 @@ include: "rules/finetune.smk"
 include: "rules/benchmark.smk"
 include: "rules/report.smk"
 include: "rules/upload.smk"
+include: "rules/code_versions.smk"
 
 
 rule all:

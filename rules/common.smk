@@ -174,8 +174,11 @@ def task_data_sources(wildcards):
 
 
 def task_data_params(wildcards):
-    """Only the data-source keys of the task's section, so hyperparameters do not redo the data."""
-    return {k: FINETUNE[wildcards.task][k] for k in sorted(DATA_SOURCE_KEYS)}
+    """Only the data-source keys of the task's section, so hyperparameters do not redo the data
+    (nor the Hub name the card gives local files: local.dataset, local.dataset_config)."""
+    params = {k: FINETUNE[wildcards.task][k] for k in sorted(DATA_SOURCE_KEYS)}
+    params["local"] = {k: v for k, v in params["local"].items() if k not in ("dataset", "dataset_config")}
+    return params
 
 
 def task_train_settings(wildcards):

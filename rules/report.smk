@@ -6,11 +6,17 @@ PARAM_REPORTS = {
 }
 # Fine-tuning results of our pretrained model that go into its card (model-index).
 CARD_SUMMARIES = {task: finetune_summary(task, "pretrained") for task in TASKS} if CARD["include_finetune"] else {}
-# Only what the card needs to name a dataset honestly: the source and, for the Hub, its id.
+# Only what the card needs to name a dataset honestly: the source and the Hub id (name, config) of
+# a Hub download, or of local files declared as a copy of a Hub dataset (local.dataset).
 DATA_SOURCES = {
     name: {
         "source": section["source"],
         **({"hub": {k: section["hub"].get(k) for k in ("name", "config")}} if section["source"] == "hub" else {}),
+        **(
+            {"hub": {"name": section["local"]["dataset"], "config": section["local"].get("dataset_config")}}
+            if section["source"] == "local" and section["local"].get("dataset")
+            else {}
+        ),
     }
     for name, section in [("corpus", CORPUS), *((task, config["finetune"][task]) for task in TASKS)]
 }
@@ -35,12 +41,7 @@ rule params_report:
         model=finetune_model_dir,
     output:
         json=results("reports", "params", "{model}.json"),
-        md=report(
-            results("reports", "params", "{model}.md"),
-            caption="../docs/captions/params_report.rst",
-            category="Parameters",
-            labels={"model": "{model}"},
-        ),
+        md=results("reports", "params", "{model}.md"),
     wildcard_constraints:
         model="[A-Za-z0-9_.-]+",
     log:
@@ -62,12 +63,7 @@ rule params_report_finetuned:
         ),
     output:
         json=results("reports", "params", "{task}", "{model}.json"),
-        md=report(
-            results("reports", "params", "{task}", "{model}.md"),
-            caption="../docs/captions/params_report.rst",
-            category="Parameters",
-            labels={"model": "{model}", "task": "{task}"},
-        ),
+        md=results("reports", "params", "{task}", "{model}.md"),
     wildcard_constraints:
         task="|".join(TASKS),
         model="[A-Za-z0-9_.-]+",
@@ -90,12 +86,11 @@ rule model_card:
         perplexity=rules.pretrain.output.perplexity,
         corpus_stats=rules.prepare_corpus.output.stats,
         tokenizer_report=rules.train_tokenizer.output.report,
+        # The fill-mask example: a sentence of the held-out text with a word the tokenizer knows masked.
+        validation_text=rules.prepare_corpus.output.validation,
+        tokenizer=rules.train_tokenizer.output.tokenizer,
     output:
-        card=report(
-            results("card", "README.md"),
-            caption="../docs/captions/model_card.rst",
-            category="Model card",
-        ),
+        card=results("card", "README.md"),
     params:
         settings=dict(sorted(CARD.items())),  # key order in the config file must not look like a change
         corpus=DATA_SOURCES["corpus"],
@@ -123,11 +118,7 @@ rule summary_report:
         summaries=[path for files in LEADERBOARD.values() for path in files.values()],
         benchmark=BENCHMARK_CSV,
     output:
-        report(
-            summary_report_md(),
-            caption="../docs/captions/summary_report.rst",
-            category="Summary",
-        ),
+        summary_report_md(),
     params:
         param_reports=PARAM_REPORTS,
         models=LEADERBOARD,
@@ -144,3 +135,88 @@ rule summary_report:
 
 
 FINAL_TARGETS.extend([rules.model_card.output.card, summary_report_md()])
+
+
+# ---- HTML pages of the markdown results, shown inside `snakemake --report report.html`
+# (the report embeds .html results; markdown would only be a download). One rule, reused.
+
+
+rule summary_html:
+    """report.md as a self-contained HTML page (images inlined)."""
+    input:
+        md=summary_report_md(),
+    output:
+        html=report(
+            results("html", "report.html"),
+            caption="../docs/captions/summary_report.rst",
+            category="Summary",
+        ),
+    params:
+        title="Summary report",
+    log:
+        logs("summary_html"),
+    conda:
+        ENV
+    script:
+        "../scripts/markdown_html.py"
+
+
+use rule summary_html as card_html with:
+    input:
+        md=rules.model_card.output.card,
+    output:
+        html=report(
+            results("html", "model_card.html"),
+            caption="../docs/captions/model_card.rst",
+            category="Model card",
+        ),
+    params:
+        title="Model card",
+    log:
+        logs("card_html"),
+
+
+use rule summary_html as params_html with:
+    input:
+        md=results("reports", "params", "{model}.md"),
+    output:
+        html=report(
+            results("html", "params", "{model}.html"),
+            caption="../docs/captions/params_report.rst",
+            category="Parameters",
+            labels={"model": "{model}"},
+        ),
+    wildcard_constraints:
+        model="[A-Za-z0-9_.-]+",
+    params:
+        title="Parameter report: {model}",
+    log:
+        logs("params_html_{model}"),
+
+
+use rule summary_html as params_html_finetuned with:
+    input:
+        md=results("reports", "params", "{task}", "{model}.md"),
+    output:
+        html=report(
+            results("html", "params", "{task}", "{model}.html"),
+            caption="../docs/captions/params_report.rst",
+            category="Parameters",
+            labels={"model": "{model}", "task": "{task}"},
+        ),
+    wildcard_constraints:
+        task="|".join(TASKS),
+        model="[A-Za-z0-9_.-]+",
+    params:
+        title="Parameter report: {task}/{model}",
+    log:
+        logs("params_html_{task}_{model}"),
+
+
+FINAL_TARGETS.extend(
+    [
+        rules.summary_html.output.html,
+        rules.card_html.output.html,
+        *(results("html", "params", f"{name}.html") for name in PARAM_REPORTS),
+    ]
+)

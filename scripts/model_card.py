@@ -9,6 +9,8 @@ with stage(snakemake):
         perplexity_csv=snakemake.input.perplexity,
         corpus_stats=snakemake.input.corpus_stats,
         tokenizer_report=snakemake.input.tokenizer_report,
+        validation_text=snakemake.input.validation_text,
+        tokenizer_dir=snakemake.input.tokenizer,
         finetune_summaries={task: snakemake.input[task] for task in snakemake.params.tasks},
         finetune_sources=snakemake.params.finetune_sources,
         settings=snakemake.params.settings,

@@ -31,7 +31,8 @@ def make_stage_outputs(root: Path) -> dict[str, str]:
     from bertflow.params_report import write_params_report
 
     model_dir = make_tiny_model(root / "pretrain")
-    paths = {"model": model_dir, "tokenizer_report": str(root / "pretrain" / "tokenizer.json")}
+    paths = {"model": model_dir, "tokenizer_report": str(root / "pretrain" / "tokenizer.json"),
+             "validation_text": str(root / "pretrain" / "text.txt")}
     paths["params_json"], paths["params_md"] = str(root / "params.json"), str(root / "params.md")
     write_params_report(model_dir, paths["params_json"], paths["params_md"], name="pretrained")
     paths["perplexity"] = str(root / "perplexity.csv")
@@ -74,5 +75,5 @@ def write_card(paths: dict, out: str, *, tasks=("sst2", "squad"), settings: dict
         finetune_summaries={task: paths[task] for task in tasks},
         finetune_sources=sources or {task: {"source": "generated"} for task in tasks},
         settings={**CARD_SETTINGS, **(settings or {})}, corpus=corpus or {"source": "generated"},
-        repo_id=repo_id, out=out,
+        repo_id=repo_id, out=out, validation_text=paths["validation_text"], tokenizer_dir=paths["model"],
     )

@@ -7,7 +7,7 @@ import csv
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from bertflow.inference import COLUMNS, benchmark_models, grid, measure_model
+from bertflow.inference import COLUMNS, benchmark_models, grid, latency_quantiles, measure_model, plain_log_ticks
 
 
 def tiny_model(path, max_positions=32):
@@ -26,7 +26,7 @@ def test_measure_model_skips_lengths_beyond_positions_and_reports_memory(tmp_pat
     rows = measure_model(tiny_model(tmp_path / "m"), grid([8, 64], [1], 2, 8), warmup=1, repeats=3, device="cpu")
     assert [(r["sweep"], r["batch_size"], r["seq_len"]) for r in rows] == [("batch_size", 1, 8), ("seq_len", 2, 8)]
     for row in rows:
-        assert row["latency_ms_median"] > 0 and row["latency_ms_p90"] >= row["latency_ms_median"]
+        assert 0 < row["latency_ms_p10"] <= row["latency_ms_median"] <= row["latency_ms_p90"]
         assert row["memory_kind"] == "cpu_peak_rss_growth" and row["peak_memory_mb"] >= 0
         assert row["device"] == "cpu" and row["torch"] == torch.__version__
 
@@ -39,3 +39,24 @@ def test_stage_writes_csv_and_three_plots(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "b.csv")))
     assert list(rows[0]) == COLUMNS and len(rows) == 4 and {r["model"] for r in rows} == {"a"}
     assert all((tmp_path / f"{k}.png").stat().st_size > 1000 for k in plots)
+
+
+def test_latency_quantiles():
+    times = [float(t) for t in range(1, 12)]  # 1..11: p10 2, median 6, p90 10
+    assert latency_quantiles(times) == (2.0, 6.0, 10.0)
+    assert latency_quantiles([0.5]) == (0.5, 0.5, 0.5)
+
+
+def test_log_axis_ticks_are_plain_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([32, 128, 512], [1, 2, 3])
+    ax.set_xscale("log", base=2)
+    plain_log_ticks(ax.xaxis, [32, 128, 512])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "128", "512"]
+    plt.close(fig)

@@ -45,7 +45,7 @@ def test_body_has_architecture_training_and_perplexity_tables(stage_outputs, tmp
         assert f"| {row['epoch']} | {row['step']} |" in text and f"{row['perplexity']:.2f}" in text
     assert "81.25 ± 0.50" in text and "## Intended use\n\nTeaching and research." in text
     assert "## Limitations\n\nSmall corpus; weak results." in text
-    assert 'pipeline("fill-mask", model="alice/tiny-bert")' in text
+    assert 'pipeline("fill-mask", model="alice/tiny-bert")' in text and "France" not in text
 
 
 def test_without_finetuning_only_perplexity(stage_outputs, tmp_path):
@@ -62,6 +62,57 @@ def test_hub_sources_are_named(stage_outputs, tmp_path):
     assert (by_task["fill-mask"].dataset_type, by_task["fill-mask"].dataset_config) == ("wikitext", "wikitext-103-raw-v1")
     assert (by_task["text-classification"].dataset_type, by_task["text-classification"].dataset_config) == ("glue", "sst2")
     assert by_task["question-answering"].dataset_type == "local"
+
+
+def test_local_files_declared_as_a_hub_dataset_are_named_by_its_id(stage_outputs, tmp_path):
+    declared = {"sst2": {"source": "local", "hub": {"name": "glue", "config": "sst2"}},
+                "squad": {"source": "local", "hub": {"name": "squad", "config": None}}}
+    card = write_card(stage_outputs, str(tmp_path / "README.md"), sources=declared,
+                      corpus={"source": "local", "hub": {"name": "wikitext", "config": "wikitext-2-raw-v1"}})
+    by_task = {r.task_type: r for r in card.data.eval_results}
+    assert (by_task["text-classification"].dataset_type, by_task["text-classification"].dataset_config) == (
+        "glue", "sst2")
+    assert by_task["question-answering"].dataset_type == "squad"
+    assert by_task["fill-mask"].dataset_config == "wikitext-2-raw-v1"
+    assert card.data.datasets == ["wikitext", "glue", "squad"]
+    assert "(data: glue/sst2, local copy," in card.text and "| corpus | wikitext (" in card.text
+
+
+def test_fill_mask_example_is_a_held_out_sentence_with_a_known_word_masked(stage_outputs, tmp_path):
+    from transformers import AutoTokenizer
+
+    from bertflow.card import fill_mask_example
+
+    example = fill_mask_example(stage_outputs["validation_text"], stage_outputs["model"])
+    assert example.count("[MASK]") == 1
+    tokenizer = AutoTokenizer.from_pretrained(stage_outputs["model"])
+    words = example.split()
+    source = next(line for line in open(stage_outputs["validation_text"], encoding="utf-8")
+                  if len(line.split()) >= len(words)
+                  and all(a == b or b == "[MASK]" for a, b in zip(line.split(), words)))
+    masked = source.split()[words.index("[MASK]")]
+    assert tokenizer(masked, add_special_tokens=False)["input_ids"] != [tokenizer.unk_token_id]
+    assert len(tokenizer(masked, add_special_tokens=False)["input_ids"]) == 1
+    card = write_card(stage_outputs, str(tmp_path / "README.md"))
+    assert f"fill({example!r})" in card.text
+
+
+def test_question_answering_snippet_runs(stage_outputs, tmp_path):
+    """The card's QA code, run as written against a (random) SQuAD-head model of the same shape."""
+    import re
+
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    qa_dir = tmp_path / "qa"
+    AutoModelForQuestionAnswering.from_pretrained(stage_outputs["model"]).save_pretrained(qa_dir)
+    AutoTokenizer.from_pretrained(stage_outputs["model"]).save_pretrained(qa_dir)
+    card = write_card(stage_outputs, str(tmp_path / "README.md"))
+    blocks = re.findall(r"```python\n(.*?)```", card.text, flags=re.S)
+    snippet = next(b for b in blocks if "AutoModelForQuestionAnswering" in b)
+    assert "pipeline(" not in snippet
+    exec(snippet.replace("path/to/squad-model", str(qa_dir)), {})
+    without_squad = write_card(stage_outputs, str(tmp_path / "R2.md"), tasks=("sst2",))
+    assert "AutoModelForQuestionAnswering" not in without_squad.text
 
 
 def test_bad_perplexity_csv_is_a_clear_error(stage_outputs, tmp_path):

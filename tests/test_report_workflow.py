@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import json
+import re
 
+import pytest
 import yaml
 from conftest import TINY_CONFIG, snakemake
 from fake_hub import FakeHub
 from huggingface_hub import ModelCard
+from report_browser import find_chromium, open_result
 
 from test_workflow import planned_rules
 
@@ -54,7 +58,8 @@ def test_upload_rule_pushes_once_to_a_loopback_hub(tiny_run_copy, tmp_path):
         env = {"HF_TOKEN": token, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
         # The card names the repo, so the card, the folder, the push and the summary rerun; nothing upstream.
         planned = planned_rules(snakemake(tiny_run_copy, "--dry-run", "--quiet", "rules", configfile=config, env=env))
-        assert planned == {"model_card", "upload_folder", "upload", "summary_report", "all"}
+        assert planned == {"model_card", "upload_folder", "upload", "summary_report", "card_html", "summary_html",
+                           "all"}
         snakemake(tiny_run_copy, configfile=config, env=env)
         receipt_path = tiny_run_copy / "results" / "upload" / "receipt.json"
         first = json.loads(receipt_path.read_text())
@@ -72,7 +77,48 @@ def test_upload_rule_pushes_once_to_a_loopback_hub(tiny_run_copy, tmp_path):
             assert token.encode() not in path.read_bytes(), path
 
 
-def test_snakemake_report_html_has_captions(tiny_run_copy):
-    snakemake(tiny_run_copy, "--report", "report.html")
-    html = (tiny_run_copy / "report.html").read_text(errors="replace")
+def test_snakemake_report_html_has_captions(report_html):
+    html = report_html.read_text(errors="replace")
     assert "checked against the closed-form formula" in html and "leaderboard of every fine-tuned model" in html
+
+
+@pytest.fixture(scope="module")
+def report_html(tiny_run, tmp_path_factory):
+    """`snakemake --report` of the shared tiny run, written outside it (the run stays untouched)."""
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    snakemake(tiny_run, "--report", str(path))
+    return path
+
+
+def embedded_pages(report) -> dict[str, str]:
+    """Title -> text of every HTML result the report embeds (as base64 data URIs)."""
+    pages = {}
+    for data in re.findall(r"data:text/html[^\"',]*?;base64,([A-Za-z0-9+/=]+)", report.read_text(errors="replace")):
+        page = base64.b64decode(data).decode("utf-8", errors="replace")
+        title = re.search(r"<title>(.*?)</title>", page)
+        if title:
+            pages[title.group(1)] = page
+    return pages
+
+
+def test_report_embeds_the_results_as_html_pages(report_html):
+    """What CI checks without a browser: the pages are inside report.html, tables rendered."""
+    pages = embedded_pages(report_html)
+    assert {"Summary report", "Model card", "Parameter report: pretrained",
+            "Parameter report: sst2/pretrained", "Parameter report: squad/pretrained"} <= set(pages)
+    summary = pages["Summary report"]
+    assert "<h2>Leaderboard</h2>" in summary and re.search(r"<th[^>]*>SST-2 accuracy \(%\)</th>", summary)
+    assert re.search(r"<td[^>]*>pretrained</td>", summary) and 'src="data:image/png;base64,' in summary
+    card = pages["Model card"]
+    assert "<h2>How to use</h2>" in card and "Hub metadata (YAML header)" in card and "model-index" in card
+
+
+def test_leaderboard_is_visible_in_a_real_browser(report_html, tmp_path):
+    """Headless Chromium opens the report, clicks Summary and the page's eye button, like a user."""
+    if find_chromium() is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium; .ci/run installs it as root)")
+    shot = tmp_path / "summary.png"
+    texts = open_result(report_html, "Summary", "results/html/report.html", shot)
+    shown = "\n".join(texts)
+    assert "Leaderboard" in shown and "SST-2 accuracy (%)" in shown and "pretrained" in shown
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
+
+import numpy as np
 import pytest
 
 from bertflow.squad_metrics import exact_match, f1, normalize_answer, squad_scores
@@ -39,3 +43,79 @@ def test_scores_are_percentages_over_all_gold_questions():
     assert scores["f1"] == pytest.approx(100 * (1 + 1 + 2 / 3 + 0) / 4)
     assert (scores["questions"], scores["predicted"]) == (4, 3)
     assert squad_scores({}, {}) == {"exact_match": 0.0, "f1": 0.0, "questions": 0, "predicted": 0}
+
+
+# ---- The evaluate modules (bertflow/metrics) against independent references
+
+
+def official_v11_scores(dataset: list[dict], predictions: dict[str, str]) -> dict:
+    """Restates evaluate-v1.1.py's evaluate(dataset, predictions) over the official JSON layout:
+    every question counts in the total; an unanswered one adds nothing (score 0)."""
+    total = em = f1_sum = 0.0
+    for article in dataset:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                total += 1
+                if qa["id"] not in predictions:
+                    continue
+                truths = [answer["text"] for answer in qa["answers"]]
+                em += max(exact_match(predictions[qa["id"]], truth) for truth in truths)
+                f1_sum += max(f1(predictions[qa["id"]], truth) for truth in truths)
+    return {"exact_match": 100.0 * em / total, "f1": 100.0 * f1_sum / total}
+
+
+def gold_answers(dataset: list[dict]) -> dict[str, list[str]]:
+    return {qa["id"]: [a["text"] for a in qa["answers"]]
+            for article in dataset for paragraph in article["paragraphs"] for qa in paragraph["qas"]}
+
+
+def test_unanswered_question_scores_zero_even_when_its_gold_answer_normalizes_to_nothing():
+    # Scoring a missing prediction as "" would give EM 1 here ("" == normalize(".")).
+    scores = squad_scores({"q": ["."], "r": ["the cat"]}, {"r": "cat"})
+    assert scores["exact_match"] == pytest.approx(50.0)
+    assert scores["predicted"] == 1
+    # An explicit empty prediction is still an answer, and matches as in the official script.
+    assert squad_scores({"q": ["."]}, {"q": ""})["exact_match"] == 100.0
+
+
+def test_squad_module_equals_the_official_script_on_real_dev_questions():
+    path = "/work/shared/data/squad/squad-v1.1-dev-part1.json"
+    try:
+        with open(path) as f:
+            dataset = json.load(f)["data"][:3]
+    except FileNotFoundError:
+        pytest.skip(f"{path} absent (the shared SQuAD dev file)")
+    gold = gold_answers(dataset)
+    rng = random.Random(0)
+    predictions = {}
+    for qid, answers in gold.items():  # a mix of exact, partial, wrong and missing predictions
+        kind = rng.randrange(4)
+        if kind == 0:
+            predictions[qid] = rng.choice(answers)
+        elif kind == 1:
+            predictions[qid] = " ".join(rng.choice(answers).split()[:1] + ["extra", "words"])
+        elif kind == 2:
+            predictions[qid] = "."
+    official = official_v11_scores(dataset, predictions)
+    scores = squad_scores(gold, predictions)
+    assert scores["exact_match"] == pytest.approx(official["exact_match"])
+    assert scores["f1"] == pytest.approx(official["f1"])
+    assert 0 < scores["exact_match"] < 100 and scores["predicted"] < scores["questions"]
+
+
+def test_sst2_module_equals_sklearn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    from bertflow.metrics import load
+
+    rng = np.random.default_rng(0)
+    gold, predicted = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    scores = load("sst2").compute(predictions=predicted, references=gold)
+    precision, recall, f1_score, _ = precision_recall_fscore_support(gold, predicted, average="binary")
+    assert scores["accuracy"] == pytest.approx(100 * accuracy_score(gold, predicted))
+    assert (scores["precision"], scores["recall"], scores["f1"]) == pytest.approx(
+        (100 * precision, 100 * recall, 100 * f1_score))
+    assert scores["confusion_matrix"] == confusion_matrix(gold, predicted).tolist()
+    assert scores["examples"] == 200
+    # No positive prediction: precision is undefined and reported as 0, not an error.
+    assert load("sst2").compute(predictions=[0, 0], references=[1, 0])["precision"] == 0.0

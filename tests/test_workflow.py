@@ -69,6 +69,15 @@ def test_finetuning_metrics_per_task(tiny_run):
     assert (tiny_run / "results/finetune/squad/pretrained/seed1/model/model.safetensors").is_file()
 
 
+def test_saved_tokenizers_carry_no_loader_flags(tiny_run):
+    configs = sorted((tiny_run / "results").rglob("tokenizer_config.json"))
+    assert len(configs) >= 4  # tokenizer, pretrained model, one fine-tuned model per task
+    for path in configs:
+        saved = json.loads(path.read_text())
+        assert not {"is_local", "local_files_only"} & set(saved), f"{path} keeps loader flags"
+        assert saved["mask_token"] == "[MASK]"
+
+
 def test_inference_benchmark_covers_both_sweeps(tiny_run):
     rows = list(csv.DictReader(open(tiny_run / "results/benchmark/inference.csv")))
     assert {(r["sweep"], int(r["batch_size"]), int(r["seq_len"])) for r in rows} == {
@@ -95,17 +104,39 @@ def test_vocab_size_replans_tokenizer_and_everything_after(tiny_run_copy, tmp_pa
     assert "prepare_corpus" not in planned
 
 
-def test_editing_a_stage_script_replans_it_and_what_follows(tiny_run_copy, tmp_path):
+def copy_workflow(tmp_path):
+    """A private copy of the workflow's code (Snakefile, rules, scripts, package, config)."""
     workflow = tmp_path / "workflow"
     workflow.mkdir()
-    for part in ("Snakefile", "rules", "scripts", "config", "profiles", "docs"):
+    for part in ("Snakefile", "rules", "scripts", "src", "config", "profiles", "docs"):
         src = REPO / part
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, workflow / part)
+    return workflow
+
+
+def test_editing_a_stage_script_replans_it_and_what_follows(tiny_run_copy, tmp_path):
+    workflow = copy_workflow(tmp_path)
     script = workflow / "scripts" / "tokenize_corpus.py"
     script.write_text(script.read_text() + "\n# an edit\n")
     planned = dry_run(tiny_run_copy, snakefile_dir=workflow)
     assert {"tokenize_corpus", "pretrain"} <= planned
     assert not planned & {"prepare_corpus", "train_tokenizer"}
+
+
+def test_editing_a_package_module_replans_the_stages_that_import_it(tiny_run_copy, tmp_path):
+    workflow = copy_workflow(tmp_path)
+    module = workflow / "src" / "bertflow" / "pretrain.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    planned = dry_run(tiny_run_copy, snakefile_dir=workflow)
+    assert {"pretrain", "finetune", "model_card", "summary_report"} <= planned
+    assert not planned & {"prepare_corpus", "train_tokenizer", "prepare_task_data"}
+
+
+def test_touching_code_without_changing_it_plans_nothing(tiny_run_copy, tmp_path):
+    workflow = copy_workflow(tmp_path)
+    for path in [*(workflow / "src" / "bertflow").rglob("*.py"), *(workflow / "scripts").glob("*.py")]:
+        path.touch()
+    assert dry_run(tiny_run_copy, snakefile_dir=workflow) == set()
 
 
 def test_schema_error_names_the_key_before_any_work(tmp_path):

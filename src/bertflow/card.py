@@ -9,6 +9,8 @@ Every number is read from a stage output; nothing here is typed in by hand.
 from __future__ import annotations
 
 import csv
+import itertools
+import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -36,8 +38,9 @@ def read_perplexity(path: str | Path) -> list[dict]:
 
 
 def dataset_label(source: str, hub: dict | None, generated_label: str) -> tuple[str, str, str | None]:
-    """(dataset_type, dataset_name, dataset_config) for the model-index, honest about the source."""
-    if source == "hub" and hub:
+    """(dataset_type, dataset_name, dataset_config) for the model-index, honest about the source:
+    the Hub id of a Hub download or of local files declared as its copy (local.dataset)."""
+    if source in ("hub", "local") and hub and hub.get("name"):
         return hub["name"], hub["name"], hub.get("config")
     if source == "local":
         return "local", "local files", None
@@ -53,7 +56,8 @@ def eval_results(perplexity: float, corpus: dict, finetune: dict[str, dict], mod
     for task, summary in finetune.items():
         meta = TASK_METADATA[task]
         source = summary.get("source", {"source": "generated"})
-        hub = {"name": meta["hub"][0], "config": meta["hub"][1]} if source["source"] == "hub" else None
+        hub = source.get("hub") or (
+            {"name": meta["hub"][0], "config": meta["hub"][1]} if source["source"] == "hub" else None)
         ds_type, ds_name, ds_config = dataset_label(source["source"], hub, f"generated {meta['pretty']}-style data")
         for key, metric in meta["metrics"]:
             results.append(EvalResult(
@@ -64,11 +68,17 @@ def eval_results(perplexity: float, corpus: dict, finetune: dict[str, dict], mod
     return results
 
 
-def card_data(settings: dict, *, model_name: str, results: list[EvalResult]) -> ModelCardData:
+def hub_datasets(sources: list[dict]) -> list[str]:
+    """Hub ids of the data the model saw (Hub downloads, local files declared as a Hub dataset)."""
+    names = [s["hub"]["name"] for s in sources if s.get("source") in ("hub", "local") and s.get("hub", {}).get("name")]
+    return list(dict.fromkeys(names))
+
+
+def card_data(settings: dict, *, model_name: str, results: list[EvalResult], datasets: list[str]) -> ModelCardData:
     return ModelCardData(
         language=settings["language"],
         license=settings["license"],
-        datasets=settings["datasets"] or None,
+        datasets=settings["datasets"] or datasets or None,
         tags=settings["tags"],
         library_name="transformers",
         pipeline_tag="fill-mask",
@@ -99,7 +109,7 @@ def hardware(info: dict) -> str:
 
 def training_section(info: dict, corpus: dict, tokenizer: dict) -> list[str]:
     settings = info.get("settings", {})
-    corpus_name = corpus.get("hub", {}).get("name") if corpus["source"] == "hub" else corpus["source"]
+    corpus_name = corpus.get("hub", {}).get("name") or corpus["source"]
     corpus_text = str(corpus_name)
     if isinstance(corpus.get("train_words"), int):
         corpus_text += f" ({corpus['train_lines']:,} training lines, {corpus['train_words']:,} words)"
@@ -143,24 +153,81 @@ def finetune_section(finetune: dict[str, dict]) -> list[str]:
     for task, summary in finetune.items():
         meta = TASK_METADATA[task]
         cells = [f"{summary['mean'][k]:.2f} ± {summary['std'].get(k, 0.0):.2f}" for k, _ in meta["metrics"]]
-        source = summary.get("source", {}).get("source", "?")
-        lines += ["", f"### {meta['pretty']} (data: {source}, seeds: {summary['seeds']})", ""]
+        source = summary.get("source", {})
+        hub = source.get("hub") or {}
+        data = source.get("source", "?")
+        if hub.get("name"):
+            hub_id = "/".join(filter(None, (hub["name"], hub.get("config"))))
+            data = hub_id if data == "hub" else f"{hub_id}, local copy"
+        lines += ["", f"### {meta['pretty']} (data: {data}, seeds: {summary['seeds']})", ""]
         lines += table([name for name, _ in meta["metrics"]], [cells])
     return lines + [""]
 
 
-def usage_section(repo_id: str | None) -> list[str]:
+def fill_mask_example(validation_text: str, tokenizer_dir: str, *, min_words: int = 6, max_words: int = 25,
+                      max_lines: int = 5000) -> str | None:
+    """The first held-out sentence of min..max words with a word the vocabulary holds whole (one
+    token, letters only, not the first word) replaced by the mask token; its longest such word."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    with open(validation_text, encoding="utf-8") as handle:
+        for line in itertools.islice(handle, max_lines):
+            for sentence in re.split(r"(?<=[.!?])\s+", line.strip()):
+                words = sentence.split()
+                if not min_words <= len(words) <= max_words:
+                    continue
+                known = [i for i, word in enumerate(words[1:], 1) if word.isalpha() and len(word) >= 3
+                         and len(ids := tokenizer(word, add_special_tokens=False)["input_ids"]) == 1
+                         and ids[0] != tokenizer.unk_token_id]
+                if known:
+                    masked = max(known, key=lambda i: len(words[i]))
+                    return " ".join(words[:masked] + [tokenizer.mask_token] + words[masked + 1:])
+    return None
+
+
+QA_SNIPPET = """\
+import torch
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+# transformers 5 has no "question-answering" pipeline: decode the best span yourself.
+path = "{path}"  # a SQuAD fine-tune of this model
+tokenizer = AutoTokenizer.from_pretrained(path)
+model = AutoModelForQuestionAnswering.from_pretrained(path).eval()
+question = "{question}"
+context = "{context}"
+inputs = tokenizer(question, context, truncation="only_second", return_tensors="pt")
+with torch.no_grad():
+    out = model(**inputs)
+in_context = torch.tensor([part == 1 for part in inputs.sequence_ids(0)])
+start = out.start_logits[0].masked_fill(~in_context, -1e9).argmax()
+end = start + out.end_logits[0, start:].masked_fill(~in_context[start:], -1e9)[:30].argmax()
+print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))"""
+
+
+def usage_section(repo_id: str | None, fill_example: str | None, with_qa: bool) -> list[str]:
     target = repo_id or "path/to/model"
-    return ["## How to use", "", "```python", "from transformers import pipeline", "",
-            f'fill = pipeline("fill-mask", model="{target}")', 'fill("The capital of France is [MASK].")', "```", ""]
+    example = fill_example or "Replace one word of a sentence like your training text with [MASK]."
+    lines = ["## How to use", "", "Fill in a masked word (the sentence comes from the held-out text):", "",
+             "```python", "from transformers import pipeline", "",
+             f'fill = pipeline("fill-mask", model="{target}")', f"print(fill({example!r}))", "```", ""]
+    if with_qa:
+        lines += ["Answer a question with a SQuAD fine-tune of this model (the workflow writes one to "
+                  "`results/finetune/squad/pretrained/seed<N>/model`):", "", "```python",
+                  QA_SNIPPET.format(path="path/to/squad-model", question="What does the model predict?",
+                                    context="The model predicts masked words from their context."),
+                  "```", ""]
+    return lines
 
 
 def build_card(*, settings: dict, params: dict, info: dict, perplexity_rows: list[dict], corpus: dict,
-               tokenizer: dict, finetune: dict[str, dict], repo_id: str | None) -> ModelCard:
+               tokenizer: dict, finetune: dict[str, dict], repo_id: str | None,
+               fill_example: str | None = None) -> ModelCard:
     model_name = settings["model_name"] or (repo_id.split("/")[-1] if repo_id else "bertflow-bert")
     final = float(perplexity_rows[-1]["perplexity"])
     data = card_data(settings, model_name=model_name,
-                     results=eval_results(final, corpus, finetune, model_name))
+                     results=eval_results(final, corpus, finetune, model_name),
+                     datasets=hub_datasets([corpus, *(summary.get("source", {}) for summary in finetune.values())]))
     body = [
         f"# {model_name}", "",
         f"A BERT model ({params['layers']} layers, d_model {params['d_model']}, "
@@ -170,7 +237,7 @@ def build_card(*, settings: dict, params: dict, info: dict, perplexity_rows: lis
         *training_section(info, corpus, tokenizer),
         *perplexity_section(perplexity_rows),
         *finetune_section(finetune),
-        *usage_section(repo_id),
+        *usage_section(repo_id, fill_example, with_qa="squad" in finetune),
         "## Intended use", "", settings["intended_use"].strip(), "",
         "## Limitations", "", settings["limitations"].strip(), "",
         "## Reproducibility", "",
@@ -183,7 +250,8 @@ def build_card(*, settings: dict, params: dict, info: dict, perplexity_rows: lis
 
 def write_model_card(*, params_json: str, train_info: str, perplexity_csv: str, corpus_stats: str,
                      tokenizer_report: str, finetune_summaries: dict[str, str], finetune_sources: dict[str, dict],
-                     settings: dict, corpus: dict, repo_id: str | None, out: str) -> ModelCard:
+                     settings: dict, corpus: dict, repo_id: str | None, out: str,
+                     validation_text: str | None = None, tokenizer_dir: str | None = None) -> ModelCard:
     """Stage entry: read the stage outputs and write README.md."""
     finetune = {}
     for task, path in finetune_summaries.items():
@@ -192,6 +260,7 @@ def write_model_card(*, params_json: str, train_info: str, perplexity_csv: str, 
         settings=settings, params=read_json(params_json), info=read_json(train_info),
         perplexity_rows=read_perplexity(perplexity_csv), corpus={**read_json(corpus_stats), **corpus},
         tokenizer=read_json(tokenizer_report), finetune=finetune, repo_id=repo_id,
+        fill_example=fill_mask_example(validation_text, tokenizer_dir) if validation_text and tokenizer_dir else None,
     )
     write_text(out, str(card))
     return card

@@ -23,7 +23,7 @@ import torch
 
 from .checks import require_supported_model, require_supported_model_type
 from .errors import ConfigError, DataError
-from .io import read_json, write_json, write_text
+from .io import read_json, save_tokenizer, write_json, write_text
 from .pretrain import make_accelerator, resolve_device, resolve_precision
 from .provenance import environment_info
 
@@ -161,22 +161,12 @@ class Sst2:
         return self._encode(self.validation)
 
     def score(self, outputs: list) -> tuple[dict, object]:
-        from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+        from .metrics import load
 
         logits = torch.cat([o.logits for o in outputs]).float()
         predicted = logits.argmax(-1).numpy()
         gold = np.array([label for _, label in self.validation])
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            gold, predicted, average="binary", pos_label=1, zero_division=0
-        )
-        metrics = {
-            "accuracy": 100.0 * accuracy_score(gold, predicted),
-            "precision": 100.0 * precision,
-            "recall": 100.0 * recall,
-            "f1": 100.0 * f1,
-            "confusion_matrix": confusion_matrix(gold, predicted, labels=[0, 1]).tolist(),
-            "examples": len(gold),
-        }
+        metrics = load("sst2").compute(predictions=predicted, references=gold)
         predictions = [{"sentence": s, "label": int(g), "prediction": int(p)}
                        for (s, g), p in zip(self.validation, predicted)]
         return metrics, predictions
@@ -348,7 +338,7 @@ def save_model(model, tokenizer, target: Path) -> None:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    save_tokenizer(tokenizer, partial)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
 

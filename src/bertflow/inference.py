@@ -1,11 +1,13 @@
 """Inference benchmark stage: latency and peak memory of each model over sequence lengths and batch sizes.
 
-Each model is measured in a fresh subprocess. Latency is the median of `repeats` timed forward
-passes after `warmup` untimed ones, on random token ids (no padding), under
-`torch.inference_mode()`, with bf16 autocast on a GPU. Memory: on CUDA,
-`torch.cuda.max_memory_allocated()` per point (reset before each); on CPU, the growth of the
-process's peak resident set size (`ru_maxrss`) over the size after loading the model — the
-points run in ascending batch x length, so each point's running peak is its own.
+Each model is measured in a fresh subprocess. Latency: `repeats` timed forward passes per point,
+taken in interleaved rounds (one pass of every point per round), so a slow spell of a shared
+machine spreads over all points instead of bending one of them; reported as the median with the
+p10-p90 spread. Inputs are random token ids (no padding), under `torch.inference_mode()`, with bf16
+autocast on a GPU. Before timing, every point gets `warmup` untimed passes (at least one), in
+ascending batch x length; they also give its memory: on CUDA `torch.cuda.max_memory_allocated()`
+(reset before each point), on CPU the growth of the process's peak resident set size (`ru_maxrss`)
+over the size after loading the model, which in ascending order is each point's own peak.
 """
 
 from __future__ import annotations
@@ -24,8 +26,29 @@ from .provenance import environment_info
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["model", "sweep", "batch_size", "seq_len", "latency_ms_median", "latency_ms_p90",
+COLUMNS = ["model", "sweep", "batch_size", "seq_len", "latency_ms_median", "latency_ms_p10", "latency_ms_p90",
            "tokens_per_s", "peak_memory_mb", "memory_kind", "device", "precision", "torch", "transformers"]
+
+
+def timed_forward(model, ids, device: str) -> float:
+    """Seconds of one forward pass (the GPU's queue drained before and after)."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model(input_ids=ids)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def latency_quantiles(times: list[float]) -> tuple[float, float, float]:
+    """p10, median and p90 (linear interpolation; one sample gives it three times)."""
+    if len(times) == 1:
+        return times[0], times[0], times[0]
+    deciles = statistics.quantiles(times, n=10, method="inclusive")
+    return deciles[0], statistics.median(times), deciles[-1]
 
 
 def measure_model(model_dir: str, points: list[tuple[str, int, int]], warmup: int, repeats: int,
@@ -44,35 +67,37 @@ def measure_model(model_dir: str, points: list[tuple[str, int, int]], warmup: in
     model = model_class.from_pretrained(model_dir).to(device).eval()  # with its head, as deployed
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = []
-    for sweep, batch_size, seq_len in sorted(points, key=lambda p: (p[1] * p[2], p[1])):
-        if seq_len > config.max_position_embeddings:
-            log.info("%s: seq_len %d exceeds the model's positions; skipped", model_dir, seq_len)
-            continue
-        ids = torch.randint(5, config.vocab_size, (batch_size, seq_len), generator=torch.Generator().manual_seed(0))
-        ids, times = ids.to(device), []
-        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+    inputs, memory = {}, {}
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        for point in sorted(map(tuple, points), key=lambda p: (p[1] * p[2], p[1])):
+            _, batch_size, seq_len = point
+            if seq_len > config.max_position_embeddings:
+                log.info("%s: seq_len %d exceeds the model's positions; skipped", model_dir, seq_len)
+                continue
+            ids = torch.randint(5, config.vocab_size, (batch_size, seq_len),
+                                generator=torch.Generator().manual_seed(0)).to(device)
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            for i in range(warmup + repeats):
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
+            for _ in range(max(warmup, 1)):
                 model(input_ids=ids)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-        if device == "cuda":
-            peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - loaded_rss
-            kind = "cpu_peak_rss_growth"
-        median = statistics.median(times)
+            if device == "cuda":
+                torch.cuda.synchronize()
+                memory[point] = (torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated")
+            else:
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - loaded_rss
+                memory[point] = (peak, "cpu_peak_rss_growth")
+            inputs[point] = ids
+        times = {point: [] for point in inputs}
+        for _ in range(repeats):
+            for point, ids in inputs.items():
+                times[point].append(timed_forward(model, ids, device))
+    rows = []
+    for (sweep, batch_size, seq_len), point_times in times.items():
+        p10, median, p90 = latency_quantiles(point_times)
+        peak, kind = memory[(sweep, batch_size, seq_len)]
         rows.append({
             "sweep": sweep, "batch_size": batch_size, "seq_len": seq_len,
-            "latency_ms_median": 1000 * median,
-            "latency_ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
+            "latency_ms_median": 1000 * median, "latency_ms_p10": 1000 * p10, "latency_ms_p90": 1000 * p90,
             "tokens_per_s": batch_size * seq_len / median,
             "peak_memory_mb": peak, "memory_kind": kind, "device": device,
             "precision": "bf16" if bf16 else "fp32",
@@ -122,6 +147,17 @@ def benchmark_models(*, models: dict[str, str], out_csv: str, out_json: str, plo
     return rows
 
 
+def plain_log_ticks(axis, values: list) -> None:
+    """Ticks at the measured values, written as plain numbers (128, not 2^7) on a log axis."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    axis.set_ticks(values)
+    formatter = ScalarFormatter()
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_sweeps(rows: list[dict], plots: dict) -> None:
     import matplotlib
 
@@ -129,16 +165,21 @@ def plot_sweeps(rows: list[dict], plots: dict) -> None:
     import matplotlib.pyplot as plt
 
     panels = {
-        "latency_vs_seq_len": ("seq_len", "seq_len", "latency_ms_median", "latency (ms, median)"),
+        "latency_vs_seq_len": ("seq_len", "seq_len", "latency_ms_median", "latency (ms, median, p10-p90 band)"),
         "memory_vs_seq_len": ("seq_len", "seq_len", "peak_memory_mb", "peak memory (MB)"),
         "memory_vs_batch_size": ("batch_size", "batch_size", "peak_memory_mb", "peak memory (MB)"),
     }
     for key, (sweep, x, y, ylabel) in panels.items():
         fig, ax = plt.subplots(figsize=(6, 4))
         for model in dict.fromkeys(r["model"] for r in rows):
-            points = sorted((r[x], r[y]) for r in rows if r["model"] == model and r["sweep"] == sweep)
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model)
+            points = sorted((r[x], r) for r in rows if r["model"] == model and r["sweep"] == sweep)
+            xs = [p[0] for p in points]
+            line, = ax.plot(xs, [p[1][y] for p in points], marker="o", label=model)
+            if y == "latency_ms_median":  # the p10-p90 spread of the timed passes
+                ax.fill_between(xs, [p[1]["latency_ms_p10"] for p in points],
+                                [p[1]["latency_ms_p90"] for p in points], color=line.get_color(), alpha=0.2)
         ax.set_xscale("log", base=2)
+        plain_log_ticks(ax.xaxis, sorted({r[x] for r in rows if r["sweep"] == sweep}))
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(ylabel)
         kind = rows[0]["memory_kind"] if rows else ""

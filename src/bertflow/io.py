@@ -50,3 +50,16 @@ def require_free_disk(path: str | os.PathLike, needed_bytes: int, what: str) -> 
             f"{path}: {what} needs about {needed_bytes / 2**20:.0f} MiB but only "
             f"{free / 2**20:.0f} MiB are free on that disk; free space or point the results elsewhere"
         )
+
+
+# Arguments of from_pretrained that transformers 5 keeps in a tokenizer's init_kwargs and would write
+# into tokenizer_config.json: they describe how this copy was loaded, not the tokenizer.
+TOKENIZER_LOADER_FLAGS = ("is_local", "local_files_only", "cache_dir", "revision", "token", "_from_auto",
+                          "_commit_hash", "trust_remote_code", "force_download", "proxies", "subfolder")
+
+
+def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
+    """tokenizer.save_pretrained(out_dir) without the loader flags in tokenizer_config.json."""
+    for flag in TOKENIZER_LOADER_FLAGS:
+        tokenizer.init_kwargs.pop(flag, None)
+    tokenizer.save_pretrained(out_dir)

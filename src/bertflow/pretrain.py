@@ -35,7 +35,7 @@ from torch import nn
 
 from .blocks import load_blocks, tokenizer_fingerprint
 from .errors import ConfigError, DataError, ResourceError
-from .io import write_json
+from .io import save_tokenizer, write_json
 from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
@@ -530,7 +530,7 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     trainer.model.save_pretrained(tmp_dir)  # safetensors
-    tokenizer.save_pretrained(tmp_dir)
+    save_tokenizer(tokenizer, tmp_dir)
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp_dir, model_dir)
     rows = trainer.progress.rows

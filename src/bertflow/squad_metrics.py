@@ -1,6 +1,7 @@
 """SQuAD v1.1 exact match and F1, as defined by the official evaluation script (evaluate-v1.1.py).
 
-Written here rather than loaded with `evaluate.load("squad")`, which fetches code from the Hub.
+The per-answer definitions live here; the run scores through the `evaluate` module
+bertflow/metrics/squad_v1.py built on them (loaded from the repository, not fetched from the Hub).
 """
 
 from __future__ import annotations
@@ -40,16 +41,17 @@ def best_over_answers(metric, prediction: str, answers: list[str]) -> float:
 
 
 def squad_scores(answers_by_id: dict[str, list[str]], predictions: dict[str, str]) -> dict:
-    """EM and F1 in percent over every question; a missing prediction scores 0, as officially."""
-    em = f1_total = 0.0
-    for qid, answers in answers_by_id.items():
-        prediction = predictions.get(qid, "")
-        em += best_over_answers(exact_match, prediction, answers)
-        f1_total += best_over_answers(f1, prediction, answers)
-    n = len(answers_by_id)
-    return {
-        "exact_match": 100.0 * em / n if n else 0.0,
-        "f1": 100.0 * f1_total / n if n else 0.0,
-        "questions": n,
-        "predicted": sum(qid in predictions for qid in answers_by_id),
-    }
+    """EM and F1 in percent over every gold question; a question without a prediction scores 0
+    (as the official script does, whatever its gold answer normalises to)."""
+    from .metrics import load
+
+    return load("squad_v1").compute(
+        predictions=[
+            {"id": qid, "prediction_text": predictions.get(qid, ""), "answered": qid in predictions}
+            for qid in answers_by_id
+        ],
+        references=[
+            {"id": qid, "answers": {"text": list(answers), "answer_start": [0] * len(answers)}}
+            for qid, answers in answers_by_id.items()
+        ],
+    )

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from .errors import ConfigError, DataError
-from .io import write_json
+from .io import save_tokenizer, write_json
 from .provenance import environment_info
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def train_tokenizer(
     fast = BertTokenizerFast(
         tokenizer_object=tok, do_lower_case=lowercase, model_max_length=model_max_length, **BERT_ROLES
     )
-    fast.save_pretrained(out_dir)
+    save_tokenizer(fast, out_dir)
     report = tokenizer_report(fast, validation_file)
     report.update(requested_vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency)
     report["environment"] = environment_info()
