@@ -34,9 +34,13 @@ class Tracker:
         self.is_main = is_main
         self.writer = None
         if enabled and is_main and log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step, flush_secs=30)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # e.g. a compute node with only torch: training matters more than curves
+                log.warning("the tensorboard package is not installed: no event files in %s "
+                            "(pip install tensorboard, or set tensorboard: false)", log_dir)
+            else:
+                self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step, flush_secs=30)
         self.started = time.perf_counter()
         self.start_step: int | None = None
 
