@@ -32,19 +32,28 @@ def random_block_folder(root: Path, *, train_blocks: int, validation_blocks: int
                               seq_len=seq_len, vocab_size=vocab_size)
 
 
-def tokenized_corpus(root: Path, *, sentences: int = 1500, seq_len: int = 32) -> Path:
-    """root/tokenizer and root/blocks from the generated corpus: what the pretrain stage reads."""
+def generated_tokenizer(root: Path, *, sentences: int, validation_lines: int, name: str = "tokenizer") -> list[str]:
+    """A 300-token WordPiece tokenizer in root/name, trained on root/train.txt of the generated corpus
+    (root/valid.txt holds its last `validation_lines` lines); returns the corpus lines."""
     from bertflow import synthetic
-    from bertflow.blocks import tokenizer_fingerprint
-    from bertflow.tokenizer import load_tokenizer, train_tokenizer
+    from bertflow.tokenizer import train_tokenizer
 
     text = synthetic.generate_corpus(sentences, seed=2)
-    (root / "train.txt").write_text("\n".join(text[:-60]))
-    (root / "valid.txt").write_text("\n".join(text[-60:]))
+    (root / "train.txt").write_text("\n".join(text[:-validation_lines]))
+    (root / "valid.txt").write_text("\n".join(text[-validation_lines:]))
     train_tokenizer(train_file=str(root / "train.txt"), validation_file=str(root / "valid.txt"),
-                    out_dir=str(root / "tokenizer"), out_report=str(root / "report.json"), vocab_size=300,
+                    out_dir=str(root / name), out_report=str(root / "report.json"), vocab_size=300,
                     lowercase=True, min_frequency=2, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
                     model_max_length=512)
+    return text
+
+
+def tokenized_corpus(root: Path, *, sentences: int = 1500, seq_len: int = 32) -> Path:
+    """root/tokenizer and root/blocks from the generated corpus: what the pretrain stage reads."""
+    from bertflow.blocks import tokenizer_fingerprint
+    from bertflow.tokenizer import load_tokenizer
+
+    text = generated_tokenizer(root, sentences=sentences, validation_lines=60)
     tokenizer = load_tokenizer(str(root / "tokenizer"))
     streams = {split: np.concatenate([np.asarray(ids) for ids in tokenizer(text_part)["input_ids"]])
                for split, text_part in (("train", text[:-60]), ("validation", text[-60:]))}

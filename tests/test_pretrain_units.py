@@ -16,8 +16,8 @@ from bertflow.blocks import build_blocks, load_blocks, pack
 from bertflow.errors import ConfigError, DataError, ResourceError
 from bertflow.masking import Masker, fixed_eval_masks
 from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match, resolve_device
-from bertflow.tokenizer import load_tokenizer, train_tokenizer
-from helpers_pretrain import random_block_folder
+from bertflow.tokenizer import load_tokenizer
+from helpers_pretrain import generated_tokenizer, random_block_folder
 
 SPECIALS = (0, 1, 2, 3, 4)
 
@@ -125,13 +125,7 @@ def test_pack_drops_the_remainder():
 @pytest.fixture(scope="module")
 def tokenizer_and_blocks(tmp_path_factory):
     root = tmp_path_factory.mktemp("tok")
-    text = synthetic.generate_corpus(1500, seed=2)
-    (root / "train.txt").write_text("\n".join(text[:-20]))
-    (root / "valid.txt").write_text("\n".join(text[-20:]))
-    train_tokenizer(train_file=str(root / "train.txt"), validation_file=str(root / "valid.txt"),
-                    out_dir=str(root / "tok"), out_report=str(root / "report.json"), vocab_size=300,
-                    lowercase=True, min_frequency=2, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-                    model_max_length=512)
+    generated_tokenizer(root, sentences=1500, validation_lines=20, name="tok")
     build_blocks(tokenizer_dir=str(root / "tok"), train_file=str(root / "train.txt"),
                  validation_file=str(root / "valid.txt"), seq_len=32, out_dir=str(root / "blocks"))
     return root
@@ -401,3 +395,12 @@ def test_tensorboard_events_read_back(tmp_path):
     assert [e.step for e in events.Scalars("pretrain/loss")] == [5, 10, 15, 20]
     perplexities = [e.value for e in events.Scalars("pretrain/perplexity")]
     assert perplexities == pytest.approx([r["perplexity"] for r in trainer.progress.rows])
+
+
+def test_time_budget_schedule_clock_starts_after_the_compilation_steps(tmp_path):
+    trainer = make_trainer(random_block_folder(tmp_path, train_blocks=40, validation_blocks=4), tmp_path / "ck",
+                           time_budget=1)
+    assert trainer._budget_fraction(30.0, 1) == 0.0  # a 30 s torch.compile inside the first step
+    assert trainer._budget_fraction(31.0, 3) == 0.0 and trainer.progress.schedule_origin_s == 31.0
+    assert trainer._budget_fraction(45.5, 50) == pytest.approx(0.5)
+    assert trainer._budget_fraction(60.0, 90) == 1.0

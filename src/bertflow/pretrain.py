@@ -267,6 +267,7 @@ def stop_on_signals():
 # --------------------------------------------------------------------------- the data
 
 
+SCHEDULE_AFTER_STEPS = 3  # a time budget's schedule starts after these (compilation) steps
 RESIDENT_MAX_BYTES = 1 << 30  # int64 copy of the training blocks kept on the device up to this size
 
 
@@ -389,6 +390,7 @@ class Progress:
     epoch_loss_sum: float = 0.0
     epoch_loss_count: int = 0
     budget_spent: bool = False
+    schedule_origin_s: float | None = None  # train_s when a time budget's schedule clock started
     rows: list = field(default_factory=list)
 
 
@@ -594,12 +596,26 @@ class Pretrainer:
         return self.progress.train_s + (time.perf_counter() - self._segment_start)
 
     def _budget_fraction(self, seconds: float, steps_done: int) -> float:
-        """Share of the time budget spent after `seconds` of training and `steps_done` steps (0 without one)."""
+        """Schedule progress (0..1, >= 1 once the budget is spent) after `seconds` of training and
+        `steps_done` steps; 0 without a time budget.
+
+        The budget counts every training second, but the schedule's clock starts after the first
+        SCHEDULE_AFTER_STEPS steps: torch.compile and CUDA-graph capture happen there, and would
+        otherwise use up the warm-up while hardly any step is taken.
+        """
         if self.time_budget_s is None:
             return 0.0
         if self.world > 1:  # one clock for all ranks, or their learning rates would differ
             seconds = self.accelerator.reduce(torch.tensor(seconds, device=self.device), reduction="max").item()
-        fraction = seconds / self.time_budget_s
+        p = self.progress
+        if p.schedule_origin_s is None and steps_done >= SCHEDULE_AFTER_STEPS:
+            p.schedule_origin_s = seconds
+        if seconds >= self.time_budget_s:
+            fraction = 1.0
+        elif p.schedule_origin_s is None:
+            fraction = 0.0
+        else:
+            fraction = (seconds - p.schedule_origin_s) / (self.time_budget_s - p.schedule_origin_s)
         if self.total_steps:  # a token budget as well: the schedule follows whichever is nearer its end
             fraction = max(fraction, steps_done / self.total_steps)
         return fraction
