@@ -4,6 +4,15 @@ PRETRAIN = config["pretrain"]
 PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard")
 
 
+def sorted_keys(value):
+    """Dicts with their keys sorted at every depth: reordering keys in a config file (e.g. under
+    pretrain.model) must not look like a new hyperparameter."""
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    return value
+
+
+
 rule pretrain:
     """BERT masked-LM pretraining from scratch; perplexity on fixed validation masks every epoch.
 
@@ -25,8 +34,7 @@ rule pretrain:
         ),
         info=results("pretrain", "train_info.json"),
     params:
-        # Sorted: reordering keys in a config file must not look like a new hyperparameter.
-        train=dict(sorted((k, v) for k, v in PRETRAIN.items() if k not in ("num_processes", *PRETRAIN_WATCH_KEYS))),
+        train=sorted_keys({k: v for k, v in PRETRAIN.items() if k not in ("num_processes", *PRETRAIN_WATCH_KEYS)}),
         watch_keys=PRETRAIN_WATCH_KEYS,
         device=config["device"],
         seed=seed_for("pretrain"),

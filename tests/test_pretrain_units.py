@@ -377,6 +377,9 @@ def test_perplexity_plot_has_integer_epochs_and_plain_log_labels():
     labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels()]
     assert any(label in ("50", "30") for label in labels)
     assert not any("times" in label or "^" in label for label in labels), labels
+    narrow = pretrain.perplexity_figure([{**rows[0], "perplexity": 131.4}, {**rows[1], "perplexity": 124.7}])
+    narrow.canvas.draw()
+    assert any(t.get_text() for t in narrow.axes[0].get_yticklabels(minor=True)), "a narrow range still has labels"
 
 
 def test_tensorboard_events_read_back(tmp_path):

@@ -799,7 +799,7 @@ def perplexity_figure(rows: list[dict]):
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
-    # Minor ticks: label 2, 3 and 5 x 10^k only, so a wide range does not crowd the axis.
+    # Minor ticks over a wide range: label 2, 3 and 5 x 10^k only, so they do not crowd the axis.
     some = FuncFormatter(lambda value, _: f"{value:g}" if round(value / 10 ** math.floor(math.log10(value))) in (2, 3, 5)
                          else "")
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -815,7 +815,8 @@ def perplexity_figure(rows: list[dict]):
     ax.set_ylabel("validation perplexity")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(plain)  # 70, not 7x10^1
-    ax.yaxis.set_minor_formatter(some)
+    values = [float(r["perplexity"]) for r in rows]
+    ax.yaxis.set_minor_formatter(plain if max(values) < 10 * min(values) else some)  # a narrow range has no major tick
     ax.set_title("Masked-LM perplexity (fixed validation masks)")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -835,6 +836,9 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
     model_dir = Path(out["model"])
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no tqdm bar in results/logs/pretrain.log
     trainer.model.save_pretrained(tmp_dir)  # safetensors
     tokenizer.save_pretrained(tmp_dir)
     shutil.rmtree(model_dir, ignore_errors=True)
