@@ -472,7 +472,7 @@ class Pretrainer:
             self.scheduler = get_linear_schedule_with_warmup(
                 self.optimizer, round(settings.warmup_ratio * self.total_steps), self.total_steps
             )
-        else:  # Cramming's budget-aware schedule: progress = training time spent / budget
+        else:  # Cramming's budget-aware schedule: progress = training time spent / budget (_budget_fraction)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lambda _: warmup_then_decay(self._clock, settings.warmup_ratio))
         self.mask_generator = torch.Generator(device=self.device)
