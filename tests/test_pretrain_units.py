@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertflow import corpus, presets, pretrain, synthetic
+from bertflow import block_loader, corpus, presets, pretrain, synthetic
 from bertflow.block_files import open_split, read_meta
 from bertflow.blocks import build_blocks, load_blocks, pack
 from bertflow.errors import ConfigError, DataError, ResourceError
@@ -199,8 +199,8 @@ def test_memory_mapped_and_resident_loaders_give_the_seeded_batches(tmp_path, vo
     _, blocks = open_blocks(folder)
     assert isinstance(blocks["train"], np.memmap)
     common = dict(device=torch.device("cpu"), seed=4, batch_size=4, world=2, rank=1, grad_accum=3)
-    resident = pretrain.BlockLoader(blocks["train"], resident=True, **common)
-    mapped = pretrain.BlockLoader(blocks["train"], resident=False, prefetch=True, **common)
+    resident = block_loader.BlockLoader(blocks["train"], resident=True, **common)
+    mapped = block_loader.BlockLoader(blocks["train"], resident=False, prefetch=True, **common)
     everything = torch.from_numpy(np.asarray(blocks["train"], dtype=np.int64))
     assert resident.steps_per_epoch == mapped.steps_per_epoch == 97 // 24
     for epoch in range(2):
@@ -219,7 +219,7 @@ def test_memory_mapped_and_resident_loaders_give_the_seeded_batches(tmp_path, vo
 def test_gather_rows_reads_sorted_but_keeps_the_batch_order():
     blocks = np.arange(40, dtype=np.uint16).reshape(10, 4)
     index = np.array([7, 2, 9, 0])
-    assert np.array_equal(pretrain.gather_rows(blocks, index), blocks[index].astype(np.int64))
+    assert np.array_equal(block_loader.gather_rows(blocks, index), blocks[index].astype(np.int64))
 
 
 class RecordingBlocks:
@@ -238,7 +238,7 @@ class RecordingBlocks:
 
 
 def test_start_up_reads_only_the_evaluated_validation_rows_and_no_training_rows(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrain, "RESIDENT_MAX_BYTES", 0)  # the large-corpus path
+    monkeypatch.setattr(block_loader, "RESIDENT_MAX_BYTES", 0)  # the large-corpus path
     meta, blocks = open_blocks(random_block_folder(tmp_path, train_blocks=400, validation_blocks=50))
     train, valid = RecordingBlocks(blocks["train"]), RecordingBlocks(blocks["validation"])
     trainer = pretrain.Pretrainer(small_settings(max_eval_blocks=7), vocab=VOCAB,
@@ -251,7 +251,7 @@ def test_start_up_reads_only_the_evaluated_validation_rows_and_no_training_rows(
 
 
 def test_resume_reads_on_from_the_saved_batch_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrain, "RESIDENT_MAX_BYTES", 0)
+    monkeypatch.setattr(block_loader, "RESIDENT_MAX_BYTES", 0)
     folder = random_block_folder(tmp_path / "blocks", train_blocks=120, validation_blocks=10)
     reads = []
     original = pretrain.BlockLoader.read

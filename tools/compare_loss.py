@@ -13,7 +13,8 @@ import torch
 from transformers import BertConfig
 
 from bertflow.blocks import load_blocks
-from bertflow.pretrain import benchmark_steps, head_rows
+from bertflow.block_loader import head_rows
+from bertflow.pretrain import benchmark_steps
 from bertflow.presets import architecture
 from trainer_baseline import trainer_steps
 
