@@ -4,15 +4,6 @@ PRETRAIN = config["pretrain"]
 PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard")
 
 
-def sorted_keys(value):
-    """Dicts with their keys sorted at every depth: reordering keys in a config file (e.g. under
-    pretrain.model) must not look like a new hyperparameter."""
-    if isinstance(value, dict):
-        return {k: sorted_keys(value[k]) for k in sorted(value)}
-    return value
-
-
-
 rule pretrain:
     """BERT masked-LM pretraining from scratch; perplexity on fixed validation masks every epoch.
 
