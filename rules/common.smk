@@ -227,3 +227,11 @@ def benchmarked_models(wildcards):
             for model in finetune_models():
                 models[f"{model}-{task}"] = results("finetune", task, model, f"seed{seed}", "model")
     return models
+
+
+def sorted_keys(value):
+    """Dicts with their keys sorted at every depth: reordering keys in a config file (e.g. under
+    pretrain.model) must not look like a new hyperparameter."""
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    return value

@@ -1,11 +1,16 @@
 PRETRAIN = config["pretrain"]
+# Keys that change how a run is watched, not what it computes: the script reads them from the
+# config, so changing one does not rerun pretraining (see also pretrain._NOT_FINGERPRINTED).
+PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard")
 
 
 rule pretrain:
     """BERT masked-LM pretraining from scratch; perplexity on fixed validation masks every epoch.
 
     Checkpoints live outside the declared outputs (results/pretrain/checkpoints), so a killed or
-    failed run keeps them and the next run resumes from the last one.
+    failed run keeps them and the next run resumes from the last one. Also undeclared (they never
+    make a run stale): TensorBoard events in results/pretrain/tensorboard, checkpoints set aside in
+    results/pretrain/stale-checkpoints.
     """
     input:
         tokenizer=rules.train_tokenizer.output.tokenizer,
@@ -20,8 +25,8 @@ rule pretrain:
         ),
         info=results("pretrain", "train_info.json"),
     params:
-        # Sorted: reordering keys in a config file must not look like a new hyperparameter.
-        train=dict(sorted((k, v) for k, v in PRETRAIN.items() if k != "num_processes")),
+        train=sorted_keys({k: v for k, v in PRETRAIN.items() if k not in ("num_processes", *PRETRAIN_WATCH_KEYS)}),
+        watch_keys=PRETRAIN_WATCH_KEYS,
         device=config["device"],
         seed=seed_for("pretrain"),
         checkpoint_dir=results("pretrain", "checkpoints"),

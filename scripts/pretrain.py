@@ -10,7 +10,8 @@ with stage(snakemake):
             tokenizer_dir=snakemake.input.tokenizer,
             blocks_dir=snakemake.input.blocks,
             outputs=dict(snakemake.output.items()),
-            train=snakemake.params.train,
+            # Watch-only keys come from the config, not params: changing them must not rerun the stage.
+            train={**snakemake.params.train, **{k: snakemake.config["pretrain"][k] for k in snakemake.params.watch_keys}},
             device=snakemake.params.device,
             seed=snakemake.params.seed,
             checkpoint_dir=snakemake.params.checkpoint_dir,

@@ -120,3 +120,13 @@ def test_bad_perplexity_csv_is_a_clear_error(stage_outputs, tmp_path):
     bad.write_text("epoch,loss\n")
     with pytest.raises(DataError, match="perplexity.csv: expected a CSV"):
         write_card({**stage_outputs, "perplexity": str(bad)}, str(tmp_path / "README.md"))
+
+
+def test_perplexity_table_keeps_epoch_and_end_rows_only():
+    from bertflow.card import perplexity_table
+
+    base = {"train_loss": 5.0, "eval_loss": 4.0, "perplexity": 54.6, "tokens_per_s": 100, "elapsed_s": 1}
+    rows = [{**base, "epoch": 0.5, "step": 5, "kind": "step"}, {**base, "epoch": 1, "step": 10, "kind": "epoch"},
+            {**base, "epoch": 1.3, "step": 13, "kind": "end"}]
+    text = "\n".join(perplexity_table(rows))
+    assert "| 1 | 10 |" in text and "| 1.3 | 13 |" in text and "| 0.5 | 5 |" not in text

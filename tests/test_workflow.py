@@ -36,7 +36,9 @@ def dry_run(workdir, configfile=None, snakefile_dir=None, **kwargs):
 def test_pretraining_outputs_and_falling_perplexity(tiny_run):
     rows = list(csv.DictReader(open(tiny_run / "results/pretrain/perplexity.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert list(rows[0]) == ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s"]
+    assert list(rows[0]) == ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s",
+                             "kind", "time"]
+    assert [r["kind"] for r in rows] == ["epoch", "epoch"]
     perplexities = [float(r["perplexity"]) for r in rows]
     assert perplexities[1] < perplexities[0]
     assert all(float(r["tokens_per_s"]) > 0 for r in rows)
@@ -95,6 +97,12 @@ def test_pretraining_hyperparameter_replans_pretraining_not_tokenizer(tiny_run_c
     planned = dry_run(tiny_run_copy, configfile=config)
     assert "pretrain" in planned and "all" in planned
     assert not planned & {"prepare_corpus", "train_tokenizer", "tokenize_corpus"}
+
+
+def test_watch_only_pretraining_keys_replan_nothing(tiny_run_copy, tmp_path):
+    config = write_config(tmp_path / "c.yaml", pretrain={"log_every_steps": 3, "tensorboard": False,
+                                                         "checkpoint_every_steps": 7})
+    assert dry_run(tiny_run_copy, configfile=config) == set()
 
 
 def test_vocab_size_replans_tokenizer_and_everything_after(tiny_run_copy, tmp_path):

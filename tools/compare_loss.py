@@ -13,6 +13,7 @@ import torch
 from transformers import BertConfig
 
 from bertflow.blocks import load_blocks
+from bertflow.block_loader import head_rows
 from bertflow.pretrain import benchmark_steps
 from bertflow.presets import architecture
 from trainer_baseline import trainer_steps
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.03, help="allowed relative gap of the mean loss")
     args = parser.parse_args()
     meta, blocks = load_blocks(args.blocks)
-    train = blocks["train"]
+    train = head_rows(blocks["train"], None)
     config = BertConfig(vocab_size=meta["vocab_size"], pad_token_id=0, **architecture(args.preset))
     bf16 = torch.cuda.is_available()
     runs = {"baseline (Trainer + collator)": trainer_steps(train, config, steps=args.steps, batch_size=args.batch_size,

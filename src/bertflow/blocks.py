@@ -73,14 +73,17 @@ def build_blocks(*, tokenizer_dir: str, train_file: str, validation_file: str, s
 
 
 def load_blocks(blocks_dir: str):
-    """(meta, {split: LongTensor [n_blocks, seq_len]})."""
-    import datasets
-    import torch
+    """(meta, {split: array [n_blocks, seq_len]}): read-only memory maps of a block-file folder
+    (`bertflow.block_files`); a folder of the older `datasets` layout is read into numpy arrays."""
+    from .block_files import open_split, read_meta
 
     meta_path = Path(blocks_dir, META)
     if not meta_path.is_file():
         raise DataError(f"{blocks_dir}: no {META}; rebuild it with the tokenize_corpus rule")
-    meta = read_json(meta_path)
+    if "format" in read_json(meta_path):
+        meta = read_meta(blocks_dir)
+        return meta, {split: open_split(blocks_dir, split, meta) for split in ("train", "validation")}
+    import datasets
+
     data = datasets.load_from_disk(blocks_dir).with_format("numpy")
-    tensors = {split: torch.from_numpy(data[split][:]["input_ids"].astype("int64")) for split in data}
-    return meta, tensors
+    return read_json(meta_path), {split: data[split][:]["input_ids"] for split in data}

@@ -132,10 +132,12 @@ def training_section(info: dict, corpus: dict, tokenizer: dict) -> list[str]:
 
 
 def perplexity_table(rows: list[dict]) -> list[str]:
-    """Per-epoch losses, perplexity, throughput and elapsed time (perplexity.csv)."""
+    """Per-epoch losses, perplexity, throughput and elapsed time (perplexity.csv). Mid-epoch rows
+    (kind "step", from pretrain.eval_every_steps) stay in the CSV and the plot; an "end" row (training
+    stopped mid-epoch by max_steps or a budget) is shown with its fractional epoch."""
     cells = [[r["epoch"], r["step"], f"{float(r['train_loss']):.4f}", f"{float(r['eval_loss']):.4f}",
               f"{float(r['perplexity']):.2f}", f"{float(r['tokens_per_s']):,.0f}", f"{float(r['elapsed_s']):,.0f}"]
-             for r in rows]
+             for r in rows if r.get("kind") != "step"]
     return table(["epoch", "step", "train loss", "eval loss", "perplexity", "tokens/s", "elapsed s"], cells)
 
 

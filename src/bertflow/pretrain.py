@@ -6,9 +6,16 @@ packed blocks with no padding (so SDPA runs without a mask), masking on the devi
 head evaluated only at masked positions, fused AdamW on GPU, data resident on the device and
 no host synchronisation between log points.
 
-Interruption: a checkpoint (model, optimizer, scheduler, RNG, progress) is written atomically
-after every epoch (and every `checkpoint_every_steps`), and on SIGTERM/SIGINT before exiting.
-Rerunning the stage resumes from it and ends with the same number of steps.
+Data: the blocks are read through `block_loader.BlockLoader`: device-resident when small, memory-mapped and
+gathered per batch (with one batch prefetched) when large; the order is a seeded permutation per epoch.
+
+Length: `epochs` / `max_steps`, or a budget (`time_budget` minutes of training steps, `token_budget`
+tokens) to which the warm-up and linear decay are fitted, so the schedule ends where training ends.
+
+Interruption: a checkpoint (model, optimizer, scheduler, RNG, progress including the position in
+the data and the budget spent) is written atomically after every epoch (and every
+`checkpoint_every_steps`), and on SIGTERM/SIGINT before exiting. Rerunning the stage resumes from
+it, reading on from the saved batch, and ends with the same number of steps.
 
 Run under a launcher as `python -m bertflow.pretrain SPEC.json` (see `bertflow.distributed`).
 """
@@ -27,12 +34,14 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .block_loader import BlockLoader, head_rows
 from .blocks import load_blocks, tokenizer_fingerprint
 from .errors import ConfigError, DataError, ResourceError
 from .io import save_tokenizer, write_json
@@ -40,12 +49,16 @@ from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
 from .tokenizer import load_tokenizer
+from .tracking import Tracker, format_eta
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s"]
-# Settings that do not change what is computed: a checkpoint made under other values still resumes.
-_NOT_FINGERPRINTED = {"log_every_steps", "checkpoint_every_steps", "compile", "compile_mode"}
+SCHEDULE_AFTER_STEPS = 3  # a time budget's schedule starts after these (compilation) steps
+CSV_COLUMNS = ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s", "kind", "time"]
+# Settings that do not change the weights: a checkpoint made under other values still resumes.
+# (eval_every_steps adds rows only: evaluation uses no random numbers and leaves the weights alone.)
+_NOT_FINGERPRINTED = {"log_every_steps", "checkpoint_every_steps", "compile", "compile_mode", "tensorboard",
+                      "eval_every_steps"}
 
 
 @dataclass
@@ -72,6 +85,10 @@ class Settings:
     max_eval_blocks: int | None = 2000
     log_every_steps: int = 50
     checkpoint_every_steps: int = 0
+    eval_every_steps: int | None = None
+    time_budget: float | None = None  # minutes of training steps
+    token_budget: int | None = None
+    tensorboard: bool = True
     seed: int | None = None
     masked_only_head: bool = True
     fused_adamw: bool | None = None  # None: fused when on CUDA
@@ -186,14 +203,41 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill during the save keeps the previous checkpoint
 
 
-def load_checkpoint(path: Path, expected_fingerprint: str) -> dict | None:
+def stale_dir(checkpoint_path: Path) -> Path:
+    """Where set-aside checkpoints go: next to the checkpoint folder, which a finished run removes."""
+    return checkpoint_path.parent.parent / "stale-checkpoints"
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Move a checkpoint we will not resume from out of the way (kept, never deleted)."""
+    target = stale_dir(path) / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    log.warning("checkpoint %s %s; kept as %s (delete it when not needed), starting fresh", path, why, target)
+    return target
+
+
+def load_checkpoint(path: Path, expected_fingerprint: str, *, is_main: bool = True) -> dict | None:
+    """The checkpoint's state, or None (no file; a corrupt one or one of other settings is set aside).
+
+    `weights_only=True`: a checkpoint holds tensors and plain Python values only, so loading one
+    cannot run code from whatever sits in results/.
+    """
+    leftover = path.with_suffix(".tmp")
+    if is_main and leftover.exists():
+        log.warning("removing %s, a checkpoint write that did not finish (full disk or a kill)", leftover)
+        leftover.unlink(missing_ok=True)
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != expected_fingerprint:
-        stale = path.with_name(f"stale-{int(time.time())}-{path.name}")
-        os.replace(path, stale)
-        log.warning("checkpoint %s was made with other settings or data; kept as %s, starting fresh", path, stale)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, foreign object: never resume from it
+        if is_main:
+            set_aside(path, f"cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != expected_fingerprint:
+        if is_main:
+            set_aside(path, "was made with other settings or data")
         return None
     return state
 
@@ -224,13 +268,18 @@ def stop_on_signals():
 
 @dataclass
 class Progress:
+    """Where training stands; all of it goes into the checkpoint (plain values: weights_only loads it)."""
+
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # training + evaluation
+    train_s: float = 0.0  # training steps only: what a time budget counts
     tokens_seen: int = 0
     epoch_loss_sum: float = 0.0
     epoch_loss_count: int = 0
+    budget_spent: bool = False
+    schedule_origin_s: float | None = None  # train_s when a time budget's schedule clock started
     rows: list = field(default_factory=list)
 
 
@@ -246,6 +295,13 @@ class Vocab:
     @classmethod
     def of(cls, tokenizer) -> "Vocab":
         return cls(len(tokenizer), tokenizer.pad_token_id, tokenizer.mask_token_id, tuple(tokenizer.all_special_ids))
+
+
+def warmup_then_decay(progress: float, warmup_ratio: float) -> float:
+    """Learning-rate factor at `progress` (0..1) of the schedule: linear warm-up, then linear decay to 0."""
+    if progress < warmup_ratio:
+        return progress / warmup_ratio
+    return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
 
 
 class Pretrainer:
@@ -269,20 +325,24 @@ class Pretrainer:
             vocab_size=vocab.size,
             special_ids=vocab.special_ids,
         )
-        self.train_blocks = _place(blocks["train"], self.device)
-        eval_blocks = blocks["validation"][: settings.max_eval_blocks]
-        self.eval_batch = fixed_eval_masks(eval_blocks, self.masker, seed=_seed(settings) + 1)
-
         self.global_batch = settings.batch_size * self.world * settings.grad_accum
-        self.steps_per_epoch = len(self.train_blocks) // self.global_batch
+        self.steps_per_epoch = len(blocks["train"]) // self.global_batch
         if self.steps_per_epoch == 0:
             raise DataError(
-                f"{meta.get('path', 'blocks')}: {len(self.train_blocks)} training blocks are fewer than one global batch "
+                f"{meta.get('path', 'blocks')}: {len(blocks['train'])} training blocks are fewer than one global batch "
                 f"({settings.batch_size} x {self.world} processes x {settings.grad_accum} accumulation); "
                 "add text or lower pretrain.batch_size"
             )
-        self.total_steps = settings.max_steps or settings.epochs * self.steps_per_epoch
-        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.loader = BlockLoader(blocks["train"], device=self.device, seed=_seed(settings),
+                                  batch_size=settings.batch_size, world=self.world, rank=self.rank,
+                                  grad_accum=settings.grad_accum, steps_per_epoch=self.steps_per_epoch)
+        self.eval_batch = fixed_eval_masks(head_rows(blocks["validation"], settings.max_eval_blocks), self.masker,
+                                           seed=_seed(settings) + 1)
+
+        self.tokens_per_step = self.global_batch * settings.seq_len
+        self.time_budget_s = settings.time_budget * 60 if settings.time_budget else None
+        self.total_steps = self._planned_steps()
+        self.epochs = None if self.total_steps is None else math.ceil(self.total_steps / self.steps_per_epoch)
 
         objective = MaskedLMObjective(self.model, settings.masked_only_head)
         self.compiled = settings.compile is True or (
@@ -291,23 +351,43 @@ class Pretrainer:
             objective = torch.compile(objective, mode=settings.compile_mode)
         self.optimizer = build_optimizer(self.model, settings, self.device.type == "cuda")
         self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
-        from transformers import get_linear_schedule_with_warmup
-
+        self.progress = Progress()
+        self._segment_start = time.perf_counter()
+        self._clock = 0.0  # schedule progress (0..1) of a time-budgeted run, the same on all ranks
         # Stepped by hand once per optimizer step (Accelerate's wrapper would step it per process).
-        self.scheduler = get_linear_schedule_with_warmup(
-            self.optimizer, round(settings.warmup_ratio * self.total_steps), self.total_steps
-        )
+        if self.time_budget_s is None:
+            from transformers import get_linear_schedule_with_warmup
+
+            self.scheduler = get_linear_schedule_with_warmup(
+                self.optimizer, round(settings.warmup_ratio * self.total_steps), self.total_steps
+            )
+        else:  # Cramming's budget-aware schedule: progress = training time spent / budget (_budget_fraction)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda _: warmup_then_decay(self._clock, settings.warmup_ratio))
         self.mask_generator = torch.Generator(device=self.device)
         self.checkpoint_path = Path(checkpoint_dir, "last.pt")
         self.fingerprint = fingerprint(settings, self.meta, self.world)
-        self.progress = Progress()
+        self.tracker: Tracker | None = None
+        self.startup_s: float | None = None
+        self._running = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._running_steps = 0
         self._epoch_seconds, self._epoch_tokens = 0.0, 0
-        self._order = (None, None)
+        self._log_mark = (time.perf_counter(), 0, 0.0, 0)  # time, step, running loss sum, its steps
+
+    def _planned_steps(self) -> int | None:
+        """Steps to train: from the token budget, else (without a time budget) max_steps or epochs."""
+        s = self.settings
+        if s.token_budget:
+            return math.ceil(s.token_budget / self.tokens_per_step)
+        if self.time_budget_s is not None:
+            return None
+        return s.max_steps or s.epochs * self.steps_per_epoch
 
     # -- state
 
     def resume(self) -> bool:
-        state = load_checkpoint(self.checkpoint_path, self.fingerprint)
+        state = load_checkpoint(self.checkpoint_path, self.fingerprint, is_main=self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()  # the main process may have set the file aside
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
@@ -317,10 +397,15 @@ class Pretrainer:
         if state["rng"].get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(state["rng"]["cuda"])
         self.progress = Progress(**state["progress"])
-        log.info(
-            "resumed from %s: epoch %d, step %d of %d",
-            self.checkpoint_path, self.progress.epoch + 1, self.progress.global_step, self.total_steps,
-        )
+        self._clock = self._budget_fraction(self.progress.train_s, self.progress.global_step)
+        log.info("resumed from %s: epoch %d, step %d of %s%s", self.checkpoint_path, self.progress.epoch + 1,
+                 self.progress.global_step, self.total_steps or "a time budget", self._budget_note())
+        threads = state.get("threads")
+        if threads is not None and threads != torch.get_num_threads():
+            log.warning(
+                "the checkpoint was written by a run with %d torch threads, this one has %d: training goes on, "
+                "but it matches an uninterrupted run bit for bit only with the same thread count "
+                "(CPU reductions split their work per thread)", threads, torch.get_num_threads())
         return True
 
     def checkpoint(self) -> None:
@@ -337,6 +422,7 @@ class Pretrainer:
                         "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
                     },
                     "progress": asdict(self.progress),
+                    "threads": torch.get_num_threads(),
                 },
             )
             write_progress_csv(self.checkpoint_path.with_name("perplexity_so_far.csv"), self.progress.rows)
@@ -347,20 +433,10 @@ class Pretrainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        """A fixed, seeded shuffle per epoch (the same on every rank and after a resume)."""
-        if self._order[0] != epoch:
-            generator = torch.Generator().manual_seed(_seed(self.settings) * 1000 + epoch)
-            order = torch.randperm(len(self.train_blocks), generator=generator)
-            self._order = (epoch, order.to(self.train_blocks.device))
-        return self._order[1]
-
     def micro_batches(self, epoch: int, step: int):
         """This rank's micro-batches for one optimizer step."""
-        order, bs = self.epoch_order(epoch), self.settings.batch_size
         for micro in range(self.settings.grad_accum):
-            start = ((step * self.settings.grad_accum + micro) * self.world + self.rank) * bs
-            yield self.train_blocks.index_select(0, order[start : start + bs]).to(self.device, non_blocking=True)
+            yield self.loader.batch(epoch, step, micro)
 
     def optimizer_step(self, epoch: int, step: int) -> torch.Tensor:
         """One optimizer step; returns the summed micro-batch losses as a device tensor (no sync)."""
@@ -378,6 +454,8 @@ class Pretrainer:
         if self.settings.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
         self.optimizer.step()
+        if self.time_budget_s is not None:
+            self._clock = self._budget_fraction(self.train_seconds(), self.progress.global_step + 1)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
@@ -400,31 +478,121 @@ class Pretrainer:
         loss_sum, count = self.accelerator.reduce(torch.stack([loss_sum, count]), reduction="sum")
         return (loss_sum / count).item()
 
+    # -- budget
+
+    def train_seconds(self) -> float:
+        """Training time so far, this session's running segment included (the budget's clock)."""
+        return self.progress.train_s + (time.perf_counter() - self._segment_start)
+
+    def _budget_fraction(self, seconds: float, steps_done: int) -> float:
+        """Schedule progress (0..1, >= 1 once the budget is spent) after `seconds` of training and
+        `steps_done` steps; 0 without a time budget.
+
+        The budget counts every training second, but the schedule's clock starts after the first
+        SCHEDULE_AFTER_STEPS steps: torch.compile and CUDA-graph capture happen there, and would
+        otherwise use up the warm-up while hardly any step is taken.
+        """
+        if self.time_budget_s is None:
+            return 0.0
+        if self.world > 1:  # one clock for all ranks, or their learning rates would differ
+            seconds = self.accelerator.reduce(torch.tensor(seconds, device=self.device), reduction="max").item()
+        p = self.progress
+        if p.schedule_origin_s is None and steps_done >= SCHEDULE_AFTER_STEPS:
+            p.schedule_origin_s = seconds
+        if seconds >= self.time_budget_s:
+            fraction = 1.0
+        elif p.schedule_origin_s is None:
+            fraction = 0.0
+        else:
+            fraction = (seconds - p.schedule_origin_s) / (self.time_budget_s - p.schedule_origin_s)
+        if self.total_steps:  # a token budget as well: the schedule follows whichever is nearer its end
+            fraction = max(fraction, steps_done / self.total_steps)
+        return fraction
+
+    def _budget_note(self) -> str:
+        if self.time_budget_s is None:
+            return ""
+        left = max(0.0, self.time_budget_s - self.progress.train_s)
+        return f"; {format_eta(left)} of the {self.settings.time_budget:g}-minute budget left"
+
+    def plan(self) -> str:
+        """What this run will train, for the log."""
+        s = self.settings
+        if self.time_budget_s is not None:
+            cap = f", at most {self.total_steps} steps (token budget)" if self.total_steps else ""
+            return f"a {s.time_budget:g}-minute training budget{cap}; epochs of {self.steps_per_epoch} steps"
+        return f"{self.total_steps} steps ({self.epochs} epochs of {self.steps_per_epoch})"
+
+    def stopped_by(self) -> str:
+        s, p = self.settings, self.progress
+        if self.time_budget_s is not None and p.train_s >= self.time_budget_s:
+            return "time_budget"
+        if s.token_budget:
+            return "token_budget"
+        return "max_steps" if s.max_steps else "epochs"
+
+    def finished(self) -> bool:
+        p = self.progress
+        return p.budget_spent or (self.total_steps is not None and p.global_step >= self.total_steps)
+
+    # -- the loop
+
     def train(self, stop_flag: dict) -> None:
         s, p = self.settings, self.progress
         self.objective.train()
-        while p.global_step < self.total_steps:
-            epoch_start = time.perf_counter()
-            steps_this_epoch = min(self.steps_per_epoch, self.total_steps - p.epoch * self.steps_per_epoch)
-            running = torch.zeros((), device=self.device)
-            done_before = p.step_in_epoch
+        self._segment_start = time.perf_counter()
+        self._log_mark = (self._segment_start, p.global_step, 0.0, 0)
+        while not self.finished():
+            steps_this_epoch = self.steps_per_epoch
+            if self.total_steps is not None:
+                steps_this_epoch = min(steps_this_epoch, self.total_steps - p.epoch * self.steps_per_epoch)
             for step in range(p.step_in_epoch, steps_this_epoch):
-                running += self.optimizer_step(p.epoch, step)
+                self._running += self.optimizer_step(p.epoch, step).double()  # float64: exact, resume-proof sums
+                self._running_steps += 1
                 p.step_in_epoch, p.global_step = step + 1, p.global_step + 1
+                p.budget_spent = self._clock >= 1.0
                 if p.global_step % s.log_every_steps == 0:
-                    log.info("epoch %d step %d/%d loss %.4f lr %.2e", p.epoch + 1, p.global_step,
-                             self.total_steps, running.item() / ((step + 1 - done_before) * s.grad_accum),
-                             self.scheduler.get_last_lr()[0])
-                if self._should_stop(stop_flag, p.global_step) or (
-                    s.checkpoint_every_steps and p.global_step % s.checkpoint_every_steps == 0
-                ):
-                    self._fold_running(running, step + 1 - done_before, epoch_start)
-                    running, done_before, epoch_start = torch.zeros_like(running), step + 1, time.perf_counter()
+                    self.log_progress()
+                if p.budget_spent:
+                    break
+                if s.eval_every_steps and p.global_step % s.eval_every_steps == 0 and step + 1 < steps_this_epoch:
+                    self.add_row("step")
+                stop = self._should_stop(stop_flag, p.global_step)
+                if stop or (s.checkpoint_every_steps and p.global_step % s.checkpoint_every_steps == 0):
+                    self._fold()
                     self.checkpoint()
-                    if self._should_stop(stop_flag, p.global_step):
+                    self._segment_start = time.perf_counter()
+                    if stop:
                         raise StopRequested(f"stopped at step {p.global_step}; checkpoint {self.checkpoint_path}")
-            self._fold_running(running, steps_this_epoch - done_before, epoch_start)
-            self._finish_epoch()
+            self._finish_stretch(epoch_done=p.step_in_epoch == self.steps_per_epoch)
+
+    def _finish_stretch(self, epoch_done: bool) -> None:
+        """Epoch end, or the end of training mid-epoch (max_steps or a budget): a row and a checkpoint."""
+        p = self.progress
+        if epoch_done:
+            self.add_row("epoch")
+            p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_loss_count = p.epoch + 1, 0, 0.0, 0
+            self._epoch_seconds, self._epoch_tokens = 0.0, 0
+        else:
+            self.add_row("end")
+            p.budget_spent = True  # nothing left to train, even if a token budget ended mid-epoch
+        self.checkpoint()
+        self._segment_start = time.perf_counter()
+
+    def log_progress(self) -> None:
+        """The progress line and TensorBoard scalars (one host sync, at log points only)."""
+        p = self.progress
+        now, running = time.perf_counter(), self._running.item()
+        mark_time, mark_step, mark_sum, mark_steps = self._log_mark
+        loss = (running - mark_sum) / max((self._running_steps - mark_steps) * self.settings.grad_accum, 1)
+        tokens_per_s = (p.global_step - mark_step) * self.tokens_per_step / max(now - mark_time, 1e-9)
+        self._log_mark = (now, p.global_step, running, self._running_steps)
+        lr = self.scheduler.get_last_lr()[0]
+        if self.tracker is not None:
+            left = None if self.time_budget_s is None else self.time_budget_s - self.train_seconds()
+            self.tracker.progress(p.global_step, self.total_steps, label=f"epoch {p.epoch + 1}", eta_s=left,
+                                  loss=loss, lr=lr, tokens_per_s=round(tokens_per_s))
+            self.tracker.scalars(p.global_step, loss=loss, lr=lr, tokens_per_s=tokens_per_s)
 
     def _should_stop(self, stop_flag: dict, step: int) -> bool:
         if self.world == 1:
@@ -434,52 +602,56 @@ class Pretrainer:
         flag = torch.tensor(float(stop_flag["stop"]), device=self.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item())
 
-    def _fold_running(self, running: torch.Tensor, steps: int, since: float) -> None:
-        """Move this stretch's loss sum, tokens and time into the progress record (one host sync)."""
+    def _fold(self) -> None:
+        """Move the running loss sum, tokens and time into the progress record (one host sync)."""
         p = self.progress
-        if steps > 0:
-            p.epoch_loss_sum += self.accelerator.reduce(running.detach().clone(), reduction="sum").item()
-            p.epoch_loss_count += steps * self.settings.grad_accum * self.world
+        if self._running_steps > 0:
+            p.epoch_loss_sum += self.accelerator.reduce(self._running.clone(), reduction="sum").item()
+            p.epoch_loss_count += self._running_steps * self.settings.grad_accum * self.world
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - since
-        tokens = steps * self.global_batch * self.settings.seq_len
+        now = time.perf_counter()
+        seconds = now - self._segment_start
+        tokens = self._running_steps * self.tokens_per_step
         p.elapsed_s += seconds
+        p.train_s += seconds
         p.tokens_seen += tokens
         # Throughput of what this process trained (an epoch may span a resume).
         self._epoch_seconds += seconds
         self._epoch_tokens += tokens
+        self._running.zero_()
+        self._running_steps = 0
+        self._segment_start = now
+        self._log_mark = (*self._log_mark[:2], 0.0, 0)
 
-    def _finish_epoch(self) -> None:
+    def add_row(self, kind: str) -> dict:
+        """Evaluate and record a perplexity row: kind 'epoch' (an epoch end), 'step' (eval_every_steps)
+        or 'end' (training stopped mid-epoch). Its epoch is fractional: steps done / steps per epoch."""
+        self._fold()
         p = self.progress
         eval_start = time.perf_counter()
         eval_loss = self.evaluate()
         p.elapsed_s += time.perf_counter() - eval_start
+        epochs = round(p.global_step / self.steps_per_epoch, 4)
         row = {
-            "epoch": p.epoch + 1,
+            "epoch": int(epochs) if epochs == int(epochs) else epochs,
             "step": p.global_step,
             "train_loss": p.epoch_loss_sum / max(p.epoch_loss_count, 1),
             "eval_loss": eval_loss,
             "perplexity": math.exp(min(eval_loss, 50.0)),
             "tokens_per_s": self._epoch_tokens / max(self._epoch_seconds, 1e-9),
             "elapsed_s": p.elapsed_s,
+            "kind": kind,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         p.rows.append(row)
-        log.info("epoch %d: train loss %.4f, eval loss %.4f, perplexity %.2f, %.0f tokens/s",
-                 row["epoch"], row["train_loss"], eval_loss, row["perplexity"], row["tokens_per_s"])
-        p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_loss_count = p.epoch + 1, 0, 0.0, 0
-        self._epoch_seconds, self._epoch_tokens = 0.0, 0
-        self.checkpoint()
-
-
-def _place(blocks: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Keep the blocks on the GPU when they fit comfortably (no per-step copies), else pinned RAM."""
-    if device.type != "cuda":
-        return blocks
-    nbytes = blocks.numel() * blocks.element_size()
-    if nbytes < 0.1 * torch.cuda.get_device_properties(device).total_memory:
-        return blocks.to(device)
-    return blocks.pin_memory()
+        log.info("epoch %s (%s): train loss %.4f, eval loss %.4f, perplexity %.2f, %.0f tokens/s%s",
+                 row["epoch"], kind, row["train_loss"], eval_loss, row["perplexity"], row["tokens_per_s"],
+                 self._budget_note())
+        if self.tracker is not None:
+            self.tracker.scalars(p.global_step, eval_loss=eval_loss, perplexity=row["perplexity"])
+        self._segment_start = time.perf_counter()
+        return row
 
 
 def check_blocks_match(meta: dict, tokenizer, tokenizer_dir: str, blocks_dir: str, seq_len: int) -> None:
@@ -500,26 +672,50 @@ def write_progress_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
 
 
-def plot_perplexity(rows: list[dict], path: str) -> None:
+def perplexity_figure(rows: list[dict]):
+    """Validation perplexity against (fractional) epochs: every row, epoch ends marked when there are
+    mid-epoch rows; integer epoch ticks when all rows are epoch ends; plain numbers on the log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    # Minor ticks over a wide range: label 2, 3 and 5 x 10^k only, so they do not crowd the axis.
+    some = FuncFormatter(lambda value, _: f"{value:g}" if round(value / 10 ** math.floor(math.log10(value))) in (2, 3, 5)
+                         else "")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["epoch"] for r in rows], [r["perplexity"] for r in rows], marker="o")
+    epochs = [float(r["epoch"]) for r in rows]
+    ax.plot(epochs, [float(r["perplexity"]) for r in rows], marker="o" if len(rows) <= 40 else None, markersize=4)
+    ends = [r for r in rows if r.get("kind", "epoch") != "step"]
+    if len(ends) < len(rows):
+        ax.plot([float(r["epoch"]) for r in ends], [float(r["perplexity"]) for r in ends], "o", label="epoch end")
+        ax.legend()
+    if all(e == int(e) for e in epochs):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation perplexity")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plain)  # 70, not 7x10^1
+    values = [float(r["perplexity"]) for r in rows]
+    ax.yaxis.set_minor_formatter(plain if max(values) < 10 * min(values) else some)  # a narrow range has no major tick
     ax.set_title("Masked-LM perplexity (fixed validation masks)")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_perplexity(rows: list[dict], path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = perplexity_figure(rows)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -529,6 +725,9 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
     model_dir = Path(out["model"])
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no tqdm bar in results/logs/pretrain.log
     trainer.model.save_pretrained(tmp_dir)  # safetensors
     save_tokenizer(tokenizer, tmp_dir)
     shutil.rmtree(model_dir, ignore_errors=True)
@@ -544,10 +743,13 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
             "compiled": trainer.compiled,
             "processes": trainer.world,
             "wall_time_s": trainer.progress.elapsed_s,
+            "train_time_s": trainer.progress.train_s,
+            "startup_s": trainer.startup_s,
             "stage_wall_time_s": time.time() - started,
             "tokens_seen": trainer.progress.tokens_seen,
             "steps": trainer.progress.global_step,
-            "epochs": len(rows),
+            "epochs": rows[-1]["epoch"],
+            "stopped_by": trainer.stopped_by(),
             "steps_per_epoch": trainer.steps_per_epoch,
             "global_batch_blocks": trainer.global_batch,
             "final_perplexity": rows[-1]["perplexity"],
@@ -569,17 +771,28 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     check_blocks_match(meta, tokenizer, tokenizer_dir, blocks_dir, settings.seq_len)
     trainer = Pretrainer(settings, vocab=Vocab.of(tokenizer), blocks=blocks, meta={**meta, "path": blocks_dir},
                          device=device, checkpoint_dir=checkpoint_dir)
-    log.info("%s on %s (%s%s), %d processes; %d steps (%d epochs of %d); %d parameters",
-             settings.preset or "custom", trainer.device, trainer.precision,
-             f", compiled {settings.compile_mode}" if trainer.compiled else "", trainer.world, trainer.total_steps,
-             trainer.epochs, trainer.steps_per_epoch, sum(p.numel() for p in trainer.model.parameters()))
-    trainer.resume()
-    with stop_on_signals() as stop_flag:
-        trainer.train(stop_flag)
+    log.info("%s on %s (%s%s), %d processes; %s; %d parameters; blocks %s", settings.preset or "custom",
+             trainer.device, trainer.precision, f", compiled {settings.compile_mode}" if trainer.compiled else "",
+             trainer.world, trainer.plan(), sum(p.numel() for p in trainer.model.parameters()),
+             "on the device" if trainer.loader.resident else "memory-mapped")
+    resumed = trainer.resume()
+    tensorboard_dir = Path(checkpoint_dir).parent / "tensorboard"
+    if not resumed and trainer.accelerator.is_main_process:
+        shutil.rmtree(tensorboard_dir, ignore_errors=True)  # curves of an earlier, replaced run
+    trainer.tracker = Tracker("pretrain", tensorboard_dir, enabled=settings.tensorboard,
+                              is_main=trainer.accelerator.is_main_process,
+                              purge_step=trainer.progress.global_step if resumed else None)
+    trainer.startup_s = time.time() - started
+    try:
+        with stop_on_signals() as stop_flag:
+            trainer.train(stop_flag)
+    finally:
+        trainer.tracker.close()
+        trainer.loader.close()
     if trainer.accelerator.is_main_process:
         save_final(trainer, tokenizer, outputs, started)
         # The outputs now hold everything; a stale checkpoint would wrongly "resume" a later rerun
-        # (e.g. after a code change) straight to the end.
+        # (e.g. after a code change) straight to the end. Set-aside ones live in stale-checkpoints/.
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return {"rows": trainer.progress.rows, "steps": trainer.progress.global_step}

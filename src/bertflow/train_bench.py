@@ -538,7 +538,9 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
 
         meta, splits = load_blocks(args.blocks)
         tokenizer_dir = args.tokenizer or str(Path(args.blocks).parent / "tokenizer")  # the workflow's layout
-        return splits["train"][:n_blocks], (tokenizer_dir if Path(tokenizer_dir).is_dir() else None), meta["vocab_size"]
+        from .block_loader import head_rows
+
+        return head_rows(splits["train"], n_blocks), (tokenizer_dir if Path(tokenizer_dir).is_dir() else None), meta["vocab_size"]
     if args.data == "generated":
         if not Path(workdir, "tokenizer").is_dir():
             generated_text(workdir, args.sentences, args.vocab_size, args.seed)

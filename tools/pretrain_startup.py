@@ -1,0 +1,91 @@
+"""Pretraining start-up against corpus size: open the blocks, build the trainer, run the first step.
+
+Writes random block folders (block-file format, uint16) of each size once, then runs each size in a
+fresh process, interleaved (A B A B ...), and prints the median and min-max of the seconds from
+opening the blocks to the end of the first optimizer step, and the child's peak RSS.
+
+    python tools/pretrain_startup.py --tokens 2e6 2.5e8 --repeats 3 --workdir /tmp/startup
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_folder(root: Path, tokens: int, seq_len: int, vocab_size: int) -> Path:
+    from bertflow.block_files import BlockFileWriter, token_dtype, write_meta
+
+    if (root / "blocks_meta.json").is_file():
+        return root
+    rng, dtype = np.random.default_rng(0), token_dtype(vocab_size)
+    counts = {}
+    for split, n in (("train", tokens), ("validation", min(tokens // 20, 2_000_000))):
+        writer = BlockFileWriter(root, split, seq_len=seq_len, dtype=dtype)
+        for start in range(0, n, 10_000_000):  # bounded memory while writing
+            writer.append(rng.integers(5, vocab_size, min(10_000_000, n - start), dtype=dtype))
+        counts[split] = writer.close()
+    write_meta(root, {"dtype": dtype.str, "seq_len": seq_len, "vocab_size": vocab_size, "tokenizer_fingerprint": "-",
+                      "train_blocks": counts["train"], "validation_blocks": counts["validation"],
+                      "train_tokens": counts["train"] * seq_len})
+    return root
+
+
+def child(folder: str, device: str) -> None:
+    """One measurement: load_blocks -> Pretrainer -> first optimizer step (what the stage does first)."""
+    import torch
+
+    from bertflow.blocks import load_blocks
+    from bertflow.pretrain import Pretrainer, Settings, Vocab
+
+    start = time.perf_counter()
+    meta, blocks = load_blocks(folder)
+    settings = Settings(preset="tiny", seq_len=meta["seq_len"], batch_size=32, epochs=1, compile=False, seed=0)
+    trainer = Pretrainer(settings, vocab=Vocab(meta["vocab_size"], 0, 4, (0, 1, 2, 3, 4)), blocks=blocks, meta=meta,
+                         device=device, checkpoint_dir="/nonexistent")
+    trainer.optimizer_step(0, 0)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    print(json.dumps({"seconds": time.perf_counter() - start, "resident": trainer.loader.resident,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=float, nargs="+", default=[2e6, 2.5e8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--vocab-size", type=int, default=30522)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workdir", default="/tmp/bertflow-startup")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.device)
+    folders = {int(n): make_folder(Path(args.workdir, f"{int(n)}"), int(n), args.seq_len, args.vocab_size)
+               for n in args.tokens}
+    runs: dict[int, list[dict]] = {n: [] for n in folders}
+    for _ in range(args.repeats):
+        for n, folder in folders.items():  # interleaved, each in a fresh process
+            out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--device", args.device],
+                                 capture_output=True, text=True, check=True).stdout
+            runs[n].append(json.loads(out.strip().splitlines()[-1]))
+    print(f"{'train tokens':>14} {'file MB':>8} {'path':>9} {'start s (median, min-max)':>28} {'peak RSS MiB':>13}")
+    for n, results in runs.items():
+        seconds = [r["seconds"] for r in results]
+        size = Path(folders[n], "train.bin").stat().st_size / 1e6
+        print(f"{n:>14,} {size:>8,.0f} {'resident' if results[0]['resident'] else 'mmap':>9} "
+              f"{statistics.median(seconds):>12.2f} ({min(seconds):.2f}-{max(seconds):.2f})"
+              f"{statistics.median(r['peak_rss_mib'] for r in results):>19,.0f}")
+
+
+if __name__ == "__main__":
+    main()
