@@ -62,8 +62,8 @@ def test_length_grouped_batches_cover_every_feature_with_less_padding(model_dir,
     order = ft.length_grouped_order(lengths, batch_size=2, generator=torch.Generator().manual_seed(0),
                                     megabatch_batches=2)
     assert sorted(order.tolist()) == list(range(10))
-    for chunk in order.split(4):  # each mega-batch of 2 x 2 rows, longest first
-        assert lengths[chunk].tolist() == sorted(lengths[chunk].tolist(), reverse=True)
+    for batch in order.split(2):  # rows of one mega-batch (2 x 2 rows) sorted by length, longest first
+        assert lengths[batch].tolist() == sorted(lengths[batch].tolist(), reverse=True)
 
     lengths = torch.randint(3, 60, (800,), generator=torch.Generator().manual_seed(1))
     def padded_columns(order):

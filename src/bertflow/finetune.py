@@ -281,11 +281,18 @@ def padded_width(longest: int, full_width: int, multiple: int) -> int:
 
 def length_grouped_order(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
                          megabatch_batches: int = 50) -> torch.Tensor:
-    """A shuffled order where neighbours have similar lengths (transformers' LengthGroupedSampler):
-    a random permutation cut into mega-batches of 50 batches, each sorted by length, longest first."""
+    """A shuffled order whose batches hold rows of similar length: a random permutation cut into
+    mega-batches of 50 batches, each sorted by length and cut into batches (as transformers'
+    LengthGroupedSampler), and then the batches shuffled, so consecutive steps do not run from long
+    to short rows. The order's length is a multiple of `batch_size` minus nothing: every row
+    appears once; a trailing partial batch stays last (the loop drops it)."""
     order = torch.randperm(len(lengths), generator=generator)
     chunks = order.split(megabatch_batches * batch_size)
-    return torch.cat([chunk[lengths[chunk].argsort(descending=True, stable=True)] for chunk in chunks])
+    grouped = torch.cat([chunk[lengths[chunk].argsort(descending=True, stable=True)] for chunk in chunks])
+    full = len(grouped) // batch_size * batch_size
+    batches = grouped[:full].view(-1, batch_size)
+    shuffled = batches[torch.randperm(len(batches), generator=generator)].flatten()
+    return torch.cat([shuffled, grouped[full:]])
 
 
 # ----------------------------------------------------------------------------- the loop

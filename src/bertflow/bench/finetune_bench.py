@@ -267,6 +267,23 @@ def per_task(value: str, cast=int) -> dict:
     return {task: cast(pairs[task]) if pairs.get(task) not in (None, "", "none") else None for task in ("sst2", "squad")}
 
 
+def ours_options(items: list[str]) -> dict:
+    """`--ours group_by_length=true dynamic_padding=false` -> settings for our side only."""
+    from ..finetune import FinetuneSettings
+
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in FinetuneSettings.__dataclass_fields__ or not value:
+            raise ConfigError(f"--ours {item!r}: expected KEY=VALUE with KEY a fine-tuning setting "
+                              f"({', '.join(FinetuneSettings.__dataclass_fields__)})")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(prog="python -m bertflow.bench.finetune_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -289,6 +306,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--preset", default="tiny", help="bertflow.presets architecture of the (random) model")
     p.add_argument("--model-vocab", type=int, default=30522, help="embedding rows (at least the tokenizer's size)")
     p.add_argument("--tokenizer-vocab", type=int, default=8000, help="WordPiece vocabulary trained on the task text")
+    p.add_argument("--ours", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="fine-tuning settings for ours only, e.g. group_by_length=true (JSON values)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved pairs per task")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (CPU)")
@@ -298,6 +317,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--out", default="results/finetune_bench", help="folder for finetune_bench.json")
     p.add_argument("--worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.ours = ours_options(args.ours)
     for name in ("rounds", "epochs", "threads", "eval_batch_size", "squad_train_articles"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
@@ -340,7 +360,7 @@ def bench(args) -> int:
             runs = []
             for round_, side in interleaved(args.rounds, SIDES):
                 spec = {"task": task, "side": side, "device": device, "seed": args.seed, "threads": args.threads,
-                        "settings": task_settings(task, args), **files}
+                        "settings": {**task_settings(task, args), **(args.ours if side == "ours" else {})}, **files}
                 result = run_worker("bertflow.bench.finetune_bench", spec, workdir, f"{task}-{side}-{round_}", env=env)
                 runs.append({"task": task, "side": side, "round": round_, **result})
                 print(f"  {task} round {round_ + 1} {side:8s}: train {result['train_examples_per_s']:,.1f} ex/s, "
