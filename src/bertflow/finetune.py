@@ -284,8 +284,7 @@ def length_grouped_order(lengths: torch.Tensor, batch_size: int, generator: torc
     """A shuffled order whose batches hold rows of similar length: a random permutation cut into
     mega-batches of 50 batches, each sorted by length and cut into batches (as transformers'
     LengthGroupedSampler), and then the batches shuffled, so consecutive steps do not run from long
-    to short rows. The order's length is a multiple of `batch_size` minus nothing: every row
-    appears once; a trailing partial batch stays last (the loop drops it)."""
+    to short rows. Every row appears once; a trailing partial batch stays last (the loop drops it)."""
     order = torch.randperm(len(lengths), generator=generator)
     chunks = order.split(megabatch_batches * batch_size)
     grouped = torch.cat([chunk[lengths[chunk].argsort(descending=True, stable=True)] for chunk in chunks])
@@ -320,9 +319,9 @@ class FineTuner:
             raise DataError(f"{task.name}: {n} training features are fewer than one batch of "
                             f"{settings.batch_size} x {self.world} processes; lower batch_size")
         self.total_steps = self.steps_per_epoch * settings.epochs
-        # Fused AdamW on CPU too: one pass per tensor instead of several. It pays most on CPU, where
-        # the dense update of a 30k-row embedding dominates a small model's step (43 -> 5 ms for
-        # BERT-tiny with 30,522 rows, 1 thread; docs/performance.md).
+        # Fused AdamW on CPU too: one pass per tensor instead of several. On CPU the dense update of a
+        # 30k-row embedding is a large share of a small model's step (BERT-Tiny with 30,522 rows,
+        # 1 thread: 43 ms unfused, 5 ms fused per step; docs/finetune.md).
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                       weight_decay=settings.weight_decay, fused=True)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -455,10 +454,10 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         used = torch.cat([features["train"]["input_ids"].flatten(), features["eval"]["input_ids"].flatten()]).unique()
         reduction = VocabReduction(model, used.tolist(), tokenizer.all_special_ids)
         reduction.apply()
-    event_dir = Path(out_dir, "tensorboard")
-    shutil.rmtree(event_dir, ignore_errors=True)  # a rerun's curves replace the old ones
-    tracker = Tracker(f"{task}/{model_name}/seed{seed}", event_dir, enabled=tensorboard,
-                      is_main=int(os.environ.get("RANK", "0")) == 0)
+    event_dir, is_main = Path(out_dir, "tensorboard"), int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        shutil.rmtree(event_dir, ignore_errors=True)  # a rerun's curves replace the old ones
+    tracker = Tracker(f"{task}/{model_name}/seed{seed}", event_dir, enabled=tensorboard, is_main=is_main)
     try:
         tuner = FineTuner(task_data, model, settings, features=features, device=device, seed=seed,
                           reduction=reduction, tracker=tracker)
