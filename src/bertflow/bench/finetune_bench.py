@@ -295,8 +295,8 @@ def parse_args(argv: list[str] | None):
                    help="first N training rows (questions for SQuAD); N or sst2=N,squad=M")
     p.add_argument("--eval-samples", type=per_task, default=per_task("sst2=872,squad=1000"),
                    help="first N validation rows (questions for SQuAD)")
-    p.add_argument("--max-length", type=per_task, default=per_task("sst2=64,squad=256"))
-    p.add_argument("--doc-stride", type=int, default=64)
+    p.add_argument("--max-length", type=per_task, default=per_task("sst2=64,squad=384"))
+    p.add_argument("--doc-stride", type=int, default=128)
     p.add_argument("--batch-size", type=per_task, default=per_task("sst2=32,squad=16"), help="training batch")
     p.add_argument("--eval-batch-size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
