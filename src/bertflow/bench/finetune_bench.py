@@ -220,6 +220,8 @@ def summarise(task: str, runs: list[dict]) -> dict:
         by_round.setdefault(run["round"], {})[run["side"]] = run
     pairs = [pair for pair in by_round.values() if set(pair) == set(SIDES)]
     out = {"task": task, "baseline": BASELINE_NAMES[task], "metric": METRIC[task], "rounds": len(pairs), "sides": {}}
+    if not pairs:  # a run stopped before its first pair completed
+        return out
     for side in SIDES:
         rows = [pair[side] for pair in pairs]
         out["sides"][side] = {
