@@ -490,6 +490,9 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
 
 
 def save_model(model, tokenizer, target: Path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar (carriage returns) in the rule's log
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
