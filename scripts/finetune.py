@@ -19,6 +19,10 @@ with stage(snakemake):
             settings=snakemake.params.settings,
             seed=int(snakemake.wildcards.seed),
             device=snakemake.params.device,
+            # Tokenized features, shared by every seed of this task and model (keyed by tokenizer, data, settings).
+            features_cache=str(Path(snakemake.output.metrics).parent.parent / "features"),
+            # Read from the config, not params: switching event files on or off must not rerun training.
+            tensorboard=snakemake.config["finetune"]["tensorboard"],
         ),
         snakemake.params.num_processes,
     )

@@ -79,13 +79,25 @@ def test_compare_reports_speedup_memory_and_loss_verdict():
     assert "OUTSIDE the 3% tolerance" in report and "2.50x tokens/s" in report
 
 
-def test_repeats_keep_the_fastest_and_list_all():
-    measured = [row(train_bench.OURS, 900.0, 5.0), row(train_bench.BASELINE, 400.0, 5.0),
-                row(train_bench.OURS, 1200.0, 5.2), row(train_bench.OURS, 1000.0, 5.1)]
-    best = {r["run"]: r for r in train_bench.best_of(measured)}
-    assert best[train_bench.OURS]["tokens_per_s"] == 1200.0 and best[train_bench.OURS]["final_loss"] == 5.2
-    assert best[train_bench.OURS]["tokens_per_s_repeats"] == [900.0, 1200.0, 1000.0]
-    assert best[train_bench.BASELINE]["tokens_per_s_repeats"] == [400.0]
+def test_rounds_report_medians_and_per_round_pair_ratios():
+    """Never the best of each side: a lucky fast round of ours must not make the speedup."""
+    measured = [{**row(train_bench.OURS, 900.0, 5.0), "round": 0}, {**row(train_bench.BASELINE, 450.0, 5.0), "round": 0},
+                {**row(train_bench.BASELINE, 300.0, 5.0), "round": 1}, {**row(train_bench.OURS, 3000.0, 5.2), "round": 1},
+                {**row(train_bench.OURS, 1000.0, 5.1), "round": 2}, {**row(train_bench.BASELINE, 400.0, 5.0), "round": 2}]
+    rows = {r["run"]: r for r in train_bench.median_rows(measured)}
+    assert rows[train_bench.OURS]["tokens_per_s"] == 1000.0 and rows[train_bench.OURS]["final_loss"] == 5.1
+    assert rows[train_bench.OURS]["tokens_per_s_repeats"] == [900.0, 3000.0, 1000.0]
+    (result,) = train_bench.compare(list(rows.values()), 0.03, measured)
+    assert result["speedup_pairs"] == [2.0, 10.0, 2.5]
+    assert (result["speedup"], result["speedup_min"], result["speedup_max"]) == (2.5, 2.0, 10.0)
+    # The best of each side would claim 3000 / 450 = 6.7x.
+
+
+def test_synthetic_tokenizer_has_the_requested_vocabulary():
+    tokenizer = train_bench.synthetic_tokenizer(1000)
+    assert len(tokenizer) == 1000
+    assert (tokenizer.pad_token_id, tokenizer.mask_token_id) == (0, 4)
+    assert tokenizer("w7 w994 zz")["input_ids"] == [2, 12, 999, 1, 3]
 
 
 def test_bad_arguments_fail_before_any_compute(tmp_path, capsys):
@@ -102,7 +114,7 @@ def test_tiny_run_on_generated_text_writes_both_loops(tmp_path, capsys):
     out = tmp_path / "bench"
     code = train_bench.main(["--presets", "tiny", "--seq-lens", "32", "--batch-size", "4", "--steps", "3",
                              "--warmup-steps", "1", "--data", "generated", "--sentences", "400", "--vocab-size", "200",
-                             "--no-levers", "--in-process", "--out", str(out)])
+                             "--no-levers", "--in-process", "--repeats", "1", "--out", str(out)])
     assert code == 0
     result = json.loads((out / "train_bench.json").read_text())
     runs = {r["run"]: r for r in result["rows"]}

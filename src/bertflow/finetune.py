@@ -10,8 +10,11 @@ Run under a launcher as `python -m bertflow.finetune SPEC.json`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -48,6 +51,8 @@ class FinetuneSettings:
     max_eval_samples: int | None = None
     reduce_vocab: bool = False
     precision: str = "auto"
+    dynamic_padding: bool = True
+    group_by_length: bool = False
 
     @classmethod
     def from_config(cls, section: dict) -> "FinetuneSettings":
@@ -69,7 +74,8 @@ def load_task_model(task: str, model_dir: str, max_length: int | None = None):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if task == "sst2":
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=2, output_loading_info=True)
+            model_dir, num_labels=2, id2label=SST2_LABELS, label2id={v: k for k, v in SST2_LABELS.items()},
+            output_loading_info=True)
     else:
         model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True)
     if len(tokenizer) > model.config.vocab_size:
@@ -138,9 +144,12 @@ def download_model(repo_id: str, out_dir: str, revision: str | None = None) -> N
 
 # ----------------------------------------------------------------------------- tasks
 
+SST2_LABELS = {0: "negative", 1: "positive"}
+
 
 class Sst2:
     name = "sst2"
+    sequence_outputs: tuple[str, ...] = ()
 
     def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
         from .task_data import read_sst2_tsv
@@ -148,23 +157,22 @@ class Sst2:
         self.train = read_sst2_tsv(train_file)[: settings.max_train_samples]
         self.validation = read_sst2_tsv(validation_file)[: settings.max_eval_samples]
         self.tokenizer, self.settings = tokenizer, settings
+        self.files = (train_file, validation_file)
 
     def _encode(self, rows):
+        # Padded to the longest sentence of the split only; batches are cut to their own longest.
         enc = self.tokenizer([s for s, _ in rows], truncation=True, max_length=self.settings.max_length,
-                             padding="max_length", return_tensors="pt")
+                             padding="longest", return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-    def train_tensors(self) -> dict:
-        return {**self._encode(self.train), "labels": torch.tensor([label for _, label in self.train])}
+    def build_features(self) -> dict[str, dict]:
+        return {"train": {**self._encode(self.train), "labels": torch.tensor([label for _, label in self.train])},
+                "eval": self._encode(self.validation)}
 
-    def eval_inputs(self) -> dict:
-        return self._encode(self.validation)
-
-    def score(self, outputs: list) -> tuple[dict, object]:
+    def score(self, outputs: dict, features: dict) -> tuple[dict, object]:
         from .metrics import load
 
-        logits = torch.cat([o.logits for o in outputs]).float()
-        predicted = logits.argmax(-1).numpy()
+        predicted = outputs["logits"].argmax(-1).numpy()
         gold = np.array([label for _, label in self.validation])
         metrics = load("sst2").compute(predictions=predicted, references=gold)
         predictions = [{"sentence": s, "label": int(g), "prediction": int(p)}
@@ -174,6 +182,7 @@ class Sst2:
 
 class Squad:
     name = "squad"
+    sequence_outputs = ("start_logits", "end_logits")  # one score per token: padded back to full width
 
     def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
         from .task_data import read_squad_json, squad_examples
@@ -181,28 +190,25 @@ class Squad:
         self.train = squad_examples(read_squad_json(train_file))[: settings.max_train_samples]
         self.validation = squad_examples(read_squad_json(validation_file))[: settings.max_eval_samples]
         self.tokenizer, self.settings = tokenizer, settings
+        self.files = (train_file, validation_file)
 
-    def train_tensors(self) -> dict:
-        from .qa import train_features
+    def build_features(self) -> dict[str, dict]:
+        from .qa import eval_features, train_features
 
-        features = train_features(self.tokenizer, self.train, self.settings.max_length, self.settings.doc_stride)
-        return {k: torch.tensor(v) for k, v in features.items()}
+        s = self.settings
+        train = train_features(self.tokenizer, self.train, s.max_length, s.doc_stride)
+        inputs, example_index, offsets = eval_features(self.tokenizer, self.validation, s.max_length, s.doc_stride)
+        return {"train": {k: torch.tensor(v) for k, v in train.items()},
+                "eval": {k: torch.tensor(v) for k, v in inputs.items()},
+                "decode": {"example_index": torch.tensor(example_index), "offsets": torch.from_numpy(offsets)}}
 
-    def eval_inputs(self) -> dict:
-        from .qa import eval_features
-
-        inputs, self._example_index, self._offsets = eval_features(
-            self.tokenizer, self.validation, self.settings.max_length, self.settings.doc_stride
-        )
-        return {k: torch.tensor(v) for k, v in inputs.items()}
-
-    def score(self, outputs: list) -> tuple[dict, object]:
+    def score(self, outputs: dict, features: dict) -> tuple[dict, object]:
         from .qa import decode_answers
         from .squad_metrics import squad_scores
 
-        start = torch.cat([o.start_logits for o in outputs]).float().numpy()
-        end = torch.cat([o.end_logits for o in outputs]).float().numpy()
-        predictions = decode_answers(self.validation, self._example_index, self._offsets, start, end,
+        decode = features["decode"]
+        predictions = decode_answers(self.validation, decode["example_index"].tolist(), decode["offsets"].numpy(),
+                                     outputs["start_logits"].numpy(), outputs["end_logits"].numpy(),
                                      self.settings.n_best, self.settings.max_answer_length)
         answers = {e["id"]: e["answers"]["text"] for e in self.validation}
         return squad_scores(answers, predictions), predictions
@@ -210,68 +216,186 @@ class Squad:
 
 TASKS = {"sst2": Sst2, "squad": Squad}
 
+# What a cached feature file depends on besides the tokenizer and the data files; bump
+# FEATURES_FORMAT when the feature code changes what it produces.
+FEATURES_FORMAT = 2
+FEATURE_SETTINGS = ("max_length", "doc_stride", "max_train_samples", "max_eval_samples")
+
+
+def features_key(task) -> str:
+    """Fingerprint of everything the features depend on: the tokenizer (its full JSON, so
+    normalisation, vocabulary and special tokens), the data files' bytes, the settings used."""
+    from .hub import sha256_file
+
+    spec = {
+        "format": FEATURES_FORMAT, "task": task.name,
+        "tokenizer": hashlib.sha256(task.tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
+        "files": [sha256_file(path) for path in task.files],
+        "settings": {k: getattr(task.settings, k) for k in FEATURE_SETTINGS},
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_features(task, cache_dir: str | None) -> dict:
+    """The task's tensors, built once per tokenizer + data + settings and kept in `cache_dir`
+    (every seed and every rerun with other training settings reads the same file)."""
+    if cache_dir is None:
+        return task.build_features()
+    path = Path(cache_dir, f"{task.name}-{features_key(task)}.pt")
+    if path.is_file():
+        try:
+            features = torch.load(path, weights_only=True)
+            log.info("%s: features from %s", task.name, path)
+            return features
+        except Exception as err:  # a damaged cache file is rebuilt, never trusted
+            log.warning("%s: cannot read %s (%r); rebuilding the features", task.name, path, err)
+    started = time.perf_counter()
+    features = task.build_features()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # seeds may run side by side
+    torch.save(features, partial)
+    os.replace(partial, path)
+    log.info("%s: features built in %.1f s, cached in %s", task.name, time.perf_counter() - started, path)
+    return features
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def padded_width(longest: int, full_width: int, multiple: int) -> int:
+    """Columns a batch keeps: its longest row, rounded up to `multiple` (tensor-core tiles on GPU)."""
+    return min(full_width, -(-longest // multiple) * multiple)
+
+
+def length_grouped_order(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                         megabatch_batches: int = 50) -> torch.Tensor:
+    """A shuffled order whose batches hold rows of similar length: a random permutation cut into
+    mega-batches of 50 batches, each sorted by length and cut into batches (as transformers'
+    LengthGroupedSampler), and then the batches shuffled, so consecutive steps do not run from long
+    to short rows. Every row appears once; a trailing partial batch stays last (the loop drops it)."""
+    order = torch.randperm(len(lengths), generator=generator)
+    chunks = order.split(megabatch_batches * batch_size)
+    grouped = torch.cat([chunk[lengths[chunk].argsort(descending=True, stable=True)] for chunk in chunks])
+    full = len(grouped) // batch_size * batch_size
+    batches = grouped[:full].view(-1, batch_size)
+    shuffled = batches[torch.randperm(len(batches), generator=generator)].flatten()
+    return torch.cat([shuffled, grouped[full:]])
+
 
 # ----------------------------------------------------------------------------- the loop
 
 
 class FineTuner:
-    def __init__(self, task, model, settings: FinetuneSettings, *, train_data: dict, eval_data: dict,
-                 device: str, seed: int, reduction=None):
+    def __init__(self, task, model, settings: FinetuneSettings, *, features: dict, device: str, seed: int,
+                 reduction=None, tracker=None):
         from transformers import get_linear_schedule_with_warmup
+
+        from .tracking import Tracker
 
         self.task, self.settings, self.seed, self.reduction = task, settings, seed, reduction
         self.precision = resolve_precision(settings.precision, resolve_device(device))
         self.accelerator = make_accelerator(resolve_device(device))
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
-        self.train_data, self.eval_data = train_data, eval_data
-        n = len(next(iter(self.train_data.values())))
+        self.features = features
+        self.train_data, self.eval_data = features["train"], features["eval"]
+        self.train_lengths = self.train_data["attention_mask"].sum(1)
+        self.eval_lengths = self.eval_data["attention_mask"].sum(1)
+        self.pad_multiple = 8 if self.accelerator.device.type == "cuda" else 1
+        n = len(self.train_lengths)
         self.steps_per_epoch = n // (settings.batch_size * self.world)
         if self.steps_per_epoch == 0:
             raise DataError(f"{task.name}: {n} training features are fewer than one batch of "
                             f"{settings.batch_size} x {self.world} processes; lower batch_size")
-        total = self.steps_per_epoch * settings.epochs
+        self.total_steps = self.steps_per_epoch * settings.epochs
+        # Fused AdamW on CPU too: one pass per tensor instead of several. On CPU the dense update of a
+        # 30k-row embedding is a large share of a small model's step (BERT-Tiny with 30,522 rows,
+        # 1 thread: 43 ms unfused, 5 ms fused per step; docs/finetune.md).
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                      weight_decay=settings.weight_decay)
+                                      weight_decay=settings.weight_decay, fused=True)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(settings.warmup_ratio * total), total)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(settings.warmup_ratio * self.total_steps),
+                                                         self.total_steps)
+        self.tracker = tracker or Tracker(task.name, None, is_main=self.accelerator.is_main_process)
+        self.log_every = max(1, self.steps_per_epoch // 10)
 
     def autocast(self):
         device_type = self.accelerator.device.type
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def _batch(self, data: dict, index: torch.Tensor) -> dict:
-        batch = {k: v[index].to(self.accelerator.device) for k, v in data.items()}
+    def _batch(self, data: dict, lengths: torch.Tensor, index: torch.Tensor) -> dict:
+        """Rows `index`, cut to the batch's longest row (dynamic padding; the attention mask makes
+        the dropped columns, all padding, irrelevant)."""
+        width = data["input_ids"].shape[1]
+        if self.settings.dynamic_padding:
+            width = padded_width(int(lengths[index].max()), width, self.pad_multiple)
+        batch = {k: (v[index, :width] if v.dim() == 2 else v[index]).to(self.accelerator.device, non_blocking=True)
+                 for k, v in data.items()}
         if self.reduction is not None:
             batch["input_ids"] = self.reduction.map_ids(batch["input_ids"])
         return batch
 
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        if self.settings.group_by_length:
+            return length_grouped_order(self.train_lengths, self.settings.batch_size * self.world, generator)
+        return torch.randperm(len(self.train_lengths), generator=generator)
+
     def train_epoch(self, epoch: int) -> float:
         self.model.train()
-        order = torch.randperm(len(self.train_data["input_ids"]),
-                               generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
+        order = self.epoch_order(epoch)
         bs, total = self.settings.batch_size, torch.zeros((), device=self.accelerator.device)
+        window_loss, window_started = torch.zeros((), device=self.accelerator.device), time.perf_counter()
         for step in range(self.steps_per_epoch):
             start = (step * self.world + self.rank) * bs
             with self.autocast():
-                loss = self.model(**self._batch(self.train_data, order[start : start + bs])).loss
+                loss = self.model(**self._batch(self.train_data, self.train_lengths, order[start : start + bs])).loss
             self.accelerator.backward(loss)
             self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             total += loss.detach()
+            window_loss += loss.detach()
+            global_step = epoch * self.steps_per_epoch + step + 1
+            if global_step % self.log_every == 0 or step == self.steps_per_epoch - 1:
+                steps = (step % self.log_every) + 1 if step == self.steps_per_epoch - 1 else self.log_every
+                self._report(global_step, window_loss.item() / steps, steps, time.perf_counter() - window_started)
+                window_loss.zero_()
+                window_started = time.perf_counter()
         return self.accelerator.reduce(total, reduction="mean").item() / self.steps_per_epoch
 
-    @torch.no_grad()
-    def evaluate(self) -> tuple[dict, object]:
+    def _report(self, global_step: int, loss: float, steps: int, seconds: float) -> None:
+        """A progress line (step/total, loss, examples/s, ETA) and the TensorBoard scalars."""
+        examples_per_s = steps * self.settings.batch_size * self.world / max(seconds, 1e-9)
+        lr = self.scheduler.get_last_lr()[0]
+        self.tracker.progress(global_step, self.total_steps, loss=loss, lr=lr, examples_per_s=examples_per_s)
+        self.tracker.scalars(global_step, **{"train/loss": loss, "train/learning_rate": lr,
+                                             "train/examples_per_s": examples_per_s})
+
+    @torch.inference_mode()
+    def predict(self) -> dict[str, torch.Tensor]:
+        """Model outputs on the evaluation features, in their order; batches are formed from rows
+        of similar length (sorted), which changes no result and pads far less."""
         model = self.accelerator.unwrap_model(self.model).eval()
-        n, bs = len(self.eval_data["input_ids"]), self.settings.eval_batch_size
-        outputs = []
+        n, bs = len(self.eval_lengths), self.settings.eval_batch_size
+        width = self.eval_data["input_ids"].shape[1]
+        order = self.eval_lengths.argsort(descending=True, stable=True)
+        outputs: dict[str, torch.Tensor] = {}
         for start in range(0, n, bs):
+            index = order[start : start + bs]
             with self.autocast():
-                out = model(**self._batch(self.eval_data, torch.arange(start, min(start + bs, n))))
-            outputs.append(type(out)(**{k: v.float().cpu() for k, v in out.items()}))
-        return self.task.score(outputs)
+                out = model(**self._batch(self.eval_data, self.eval_lengths, index))
+            for key, value in out.items():
+                value = value.float().cpu()
+                if key in self.task.sequence_outputs:  # columns cut by dynamic padding score -inf
+                    value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=-math.inf)
+                if key not in outputs:
+                    outputs[key] = torch.empty((n, *value.shape[1:]), dtype=value.dtype)
+                outputs[key][index] = value
+        return outputs
+
+    def evaluate(self) -> tuple[dict, object]:
+        return self.task.score(self.predict(), self.features)
 
     def fit(self) -> tuple[list[dict], dict, object]:
         history, metrics, predictions = [], {}, None
@@ -279,18 +403,29 @@ class FineTuner:
             started = time.perf_counter()
             train_loss = self.train_epoch(epoch)
             seconds = time.perf_counter() - started
+            started = time.perf_counter()
             metrics, predictions = self.evaluate()
+            eval_seconds = time.perf_counter() - started
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_seconds": seconds,
-                   **{k: v for k, v in metrics.items() if isinstance(v, float)}}
+                   "eval_seconds": eval_seconds, **{k: v for k, v in metrics.items() if isinstance(v, float)}}
             history.append(row)
+            self.tracker.scalars((epoch + 1) * self.steps_per_epoch,
+                                 **{f"eval/{k}": v for k, v in row.items() if isinstance(v, float)
+                                    and k not in ("train_seconds", "eval_seconds")})
             log.info("%s epoch %d: %s", self.task.name, epoch + 1,
                      ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
         return history, metrics, predictions
 
 
 def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str, out_dir: str,
-             settings: dict, seed: int, device: str, model_name: str = "model") -> dict:
-    """Stage entry: fine-tune one model on one task with one seed; write metrics and predictions."""
+             settings: dict, seed: int, device: str, model_name: str = "model",
+             features_cache: str | None = None, tensorboard: bool = False) -> dict:
+    """Stage entry: fine-tune one model on one task with one seed; write metrics and predictions.
+
+    `features_cache`: folder where the tokenized features are kept between seeds and reruns (None:
+    built in memory). `tensorboard`: write event files to OUT_DIR/tensorboard (main process)."""
+    from .tracking import Tracker
+
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
     started = time.time()
@@ -299,17 +434,24 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     model, tokenizer, loading_info = load_task_model(task, model_dir, settings.max_length)
     params = parameter_accounting(model_dir, model, loading_info)
     task_data = TASKS[task](tokenizer, settings, train_file, validation_file)
-    train_data, eval_data = task_data.train_tensors(), task_data.eval_inputs()
+    features = load_features(task_data, features_cache)
     reduction = None
     if settings.reduce_vocab:
         from .vocab_reduction import VocabReduction
 
-        used = torch.cat([train_data["input_ids"].flatten(), eval_data["input_ids"].flatten()]).unique()
+        used = torch.cat([features["train"]["input_ids"].flatten(), features["eval"]["input_ids"].flatten()]).unique()
         reduction = VocabReduction(model, used.tolist(), tokenizer.all_special_ids)
         reduction.apply()
-    tuner = FineTuner(task_data, model, settings, train_data=train_data, eval_data=eval_data, device=device,
-                      seed=seed, reduction=reduction)
-    history, metrics, predictions = tuner.fit()
+    event_dir, is_main = Path(out_dir, "tensorboard"), int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        shutil.rmtree(event_dir, ignore_errors=True)  # a rerun's curves replace the old ones
+    tracker = Tracker(f"{task}/{model_name}/seed{seed}", event_dir, enabled=tensorboard, is_main=is_main)
+    try:
+        tuner = FineTuner(task_data, model, settings, features=features, device=device, seed=seed,
+                          reduction=reduction, tracker=tracker)
+        history, metrics, predictions = tuner.fit()
+    finally:
+        tracker.close()
     if not tuner.accelerator.is_main_process:
         return metrics
     model = tuner.accelerator.unwrap_model(tuner.model)
@@ -318,6 +460,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         "epochs": history,
         "finetune_wall_time_s": time.time() - started,
         "train_examples": len(task_data.train), "validation_examples": len(task_data.validation),
+        "train_features": len(tuner.train_lengths), "validation_features": len(tuner.eval_lengths),
         "compute_precision": tuner.precision, "processes": tuner.world,
         "parameters": params,
         "settings": asdict(settings),
@@ -335,6 +478,9 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
 
 
 def save_model(model, tokenizer, target: Path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar (carriage returns) in the rule's log
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)

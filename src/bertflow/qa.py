@@ -104,14 +104,15 @@ def train_features(tokenizer, examples: list[dict], max_length: int, doc_stride:
     }
 
 
-def eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int) -> tuple[dict, list, list]:
-    """Model inputs, plus per window: the example index and the offsets of context tokens only."""
+def eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int) -> tuple[dict, list, np.ndarray]:
+    """Model inputs, plus per window: the example index and the character span of every token,
+    an int32 array [windows, max_length, 2] holding -1 where the token is not context."""
     enc = _tokenize(tokenizer, examples, max_length, doc_stride)
     example_index = list(enc.sample_of_window)
-    offsets = [
-        [span if seq_id == 1 else None for span, seq_id in zip(enc["offset_mapping"][i], enc.sequence_ids(i))]
-        for i in range(len(enc))
-    ]
+    offsets = np.full((len(enc), max_length, 2), -1, dtype=np.int32)
+    for i in range(len(enc)):
+        context = [t for t, seq_id in enumerate(enc.sequence_ids(i)) if seq_id == 1]
+        offsets[i, context] = [enc["offset_mapping"][i][t] for t in context]
     inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     return inputs, example_index, offsets
 
@@ -119,14 +120,21 @@ def eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: 
 def decode_answers(
     examples: list[dict],
     example_index: list[int],
-    offsets: list[list],
+    offsets: np.ndarray,
     start_logits: np.ndarray,
     end_logits: np.ndarray,
     n_best: int,
     max_answer_length: int,
 ) -> dict[str, str]:
     """Best-scoring valid span (start <= end, at most max_answer_length tokens, inside the
-    context) over all windows of each example, among the n_best start and end candidates."""
+    context) over all windows of each example, among the n_best start and end candidates.
+
+    Tokens outside the context (question, special tokens, padding) are excluded before the
+    candidates are chosen, so the answer does not depend on how much padding a window carries
+    (utils_qa.py filters them after choosing, which lets padding crowd out valid candidates)."""
+    outside = offsets[:, : start_logits.shape[1], 0] < 0
+    start_logits = np.where(outside, -np.inf, start_logits)
+    end_logits = np.where(outside, -np.inf, end_logits)
     windows: dict[int, list[int]] = {}
     for window, ex in enumerate(example_index):
         windows.setdefault(ex, []).append(window)
@@ -139,13 +147,10 @@ def decode_answers(
             end_candidates = np.argsort(end_logits[window])[-1 : -n_best - 1 : -1]
             for start in start_candidates:
                 for end in end_candidates:
-                    if (start >= len(window_offsets) or end >= len(window_offsets)
-                            or window_offsets[start] is None or window_offsets[end] is None
-                            or end < start or end - start + 1 > max_answer_length):
-                        continue
                     score = start_logits[window][start] + end_logits[window][end]
-                    if score > best_score:
-                        best_score = score
-                        best_text = example["context"][window_offsets[start][0] : window_offsets[end][1]]
+                    if end < start or end - start + 1 > max_answer_length or not score > best_score:
+                        continue  # -inf scores (outside the context) never pass `score > best_score`
+                    best_score = score
+                    best_text = example["context"][window_offsets[start][0] : window_offsets[end][1]]
         predictions[example["id"]] = best_text
     return predictions

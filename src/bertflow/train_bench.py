@@ -25,13 +25,14 @@ import argparse
 import csv
 import json
 import math
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .bench.pairs import ratio_summary, run_worker
 from .errors import ConfigError, DataError, PipelineError
 
 # Dense (no sparsity) tensor-core peaks in TFLOP/s from the vendors' data sheets, keyed by a
@@ -147,15 +148,26 @@ def generated_text(workdir: str, num_sentences: int, vocab_size: int, seed: int)
     return str(text), tokenizer_dir
 
 
-def synthetic_tokenizer(vocab_size: int, directory: str):
+def synthetic_tokenizer(vocab_size: int):
     """A BERT tokenizer with `vocab_size` entries ([PAD]=0 ... [MASK]=4, then filler words): what the
-    collator needs (mask id, vocabulary size, padding) when the blocks are random ids."""
+    collator needs (mask id, vocabulary size, padding) when the blocks are random ids.
+
+    Built from a `tokenizers` WordPiece model holding the vocabulary: transformers 5 ignores
+    `BertTokenizerFast(vocab_file=...)` and returns a 5-entry tokenizer, which made the baseline
+    collator draw its random replacement tokens from 5 ids."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(vocab_size - 5)]
-    path = Path(directory, "vocab.txt")
-    path.write_text("\n".join(words) + "\n", encoding="utf-8")
-    return BertTokenizerFast(vocab_file=str(path))
+    backend = Tokenizer(models.WordPiece({word: i for i, word in enumerate(words)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    tokenizer = BertTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]")
+    if len(tokenizer) != vocab_size:
+        raise PipelineError(f"synthetic tokenizer has {len(tokenizer)} entries, expected {vocab_size}")
+    return tokenizer
 
 
 # --------------------------------------------------------------------------- the two loops
@@ -324,25 +336,24 @@ def execute(run: Run, blocks, common: Common) -> dict:
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     config = model_config(run.preset, common)
-    with tempfile.TemporaryDirectory() as tmp:
-        if common.tokenizer_dir:
-            from .tokenizer import load_tokenizer
+    if common.tokenizer_dir:
+        from .tokenizer import load_tokenizer
 
-            tokenizer = load_tokenizer(common.tokenizer_dir)
-        else:
-            tokenizer = synthetic_tokenizer(common.vocab_size, tmp)
-        shared = dict(steps=common.steps, batch_size=common.batch_size, learning_rate=common.learning_rate,
-                      seed=common.seed, device=common.device, precision=common.precision,
-                      mlm_probability=common.mlm_probability, warmup_steps=common.warmup_steps)
-        if run.kind == "baseline":
-            result = trainer_steps(blocks, config, tokenizer=tokenizer, **shared)
-        else:
-            from .pretrain import benchmark_steps
+        tokenizer = load_tokenizer(common.tokenizer_dir)
+    else:
+        tokenizer = synthetic_tokenizer(common.vocab_size)
+    shared = dict(steps=common.steps, batch_size=common.batch_size, learning_rate=common.learning_rate,
+                  seed=common.seed, device=common.device, precision=common.precision,
+                  mlm_probability=common.mlm_probability, warmup_steps=common.warmup_steps)
+    if run.kind == "baseline":
+        result = trainer_steps(blocks, config, tokenizer=tokenizer, **shared)
+    else:
+        from .pretrain import benchmark_steps
 
-            options = {**ours_defaults(common.device), **run.options}
-            result = benchmark_steps(blocks, config, mask_token_id=tokenizer.mask_token_id,
-                                     special_ids=tuple(tokenizer.all_special_ids), **{**shared, **options})
-            result["settings"] = options
+        options = {**ours_defaults(common.device), **run.options}
+        result = benchmark_steps(blocks, config, mask_token_id=tokenizer.mask_token_id,
+                                 special_ids=tuple(tokenizer.all_special_ids), **{**shared, **options})
+        result["settings"] = options
     result["rss_before_bytes"] = rss_before
     if common.device == "cuda":
         result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
@@ -353,15 +364,8 @@ def execute(run: Run, blocks, common: Common) -> dict:
 
 def execute_isolated(run: Run, blocks_path: str, common: Common, workdir: str) -> dict:
     """`execute` in a fresh Python process: its own peak RSS / CUDA memory, no compile caches or global state."""
-    spec = Path(workdir, "spec.json")
-    out = Path(workdir, "result.json")
-    out.unlink(missing_ok=True)
-    spec.write_text(json.dumps({"run": asdict(run), "common": asdict(common), "blocks": blocks_path}))
-    proc = subprocess.run([sys.executable, "-m", "bertflow.train_bench", "--worker", str(spec), str(out)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not out.is_file():
-        raise RuntimeError(f"{run.name} ({run.preset}, seq {run.seq_len}) failed:\n{proc.stderr[-4000:]}")
-    return json.loads(out.read_text())
+    spec = {"run": asdict(run), "common": asdict(common), "blocks": blocks_path}
+    return run_worker("bertflow.train_bench", spec, workdir, f"{run.preset}-{run.seq_len}-{run.kind}")
 
 
 def worker(spec_path: str, out_path: str) -> None:
@@ -399,20 +403,40 @@ def summarise(run: Run, result: dict, common: Common, peak_flops: float) -> dict
     }
 
 
-def best_of(measured: list[dict]) -> list[dict]:
-    """The fastest repeat of each (preset, seq_len, run), with every repeat's tokens/s beside it."""
-    best: dict[tuple, dict] = {}
+MEDIAN_KEYS = ("tokens_per_s", "peak_memory_bytes", "rss_before_bytes", "peak_reserved_bytes", "model_tflops_per_s",
+               "mfu", "final_loss", "mean_loss", "first_loss", "wall_s")
+
+
+def median_rows(measured: list[dict]) -> list[dict]:
+    """One row per (preset, seq_len, run): the median of every figure over the rounds, with each
+    round's tokens/s beside it (never the best round: on a shared machine that favours luck)."""
+    groups: dict[tuple, list[dict]] = {}
     for row in measured:
-        key = (row["preset"], row["seq_len"], row["run"])
-        all_runs = best.get(key, {}).get("tokens_per_s_repeats", []) + [row["tokens_per_s"]]
-        if key not in best or row["tokens_per_s"] > best[key]["tokens_per_s"]:
-            best[key] = dict(row)
-        best[key]["tokens_per_s_repeats"] = all_runs
-    return list(best.values())
+        groups.setdefault((row["preset"], row["seq_len"], row["run"]), []).append(row)
+    rows = []
+    for group in groups.values():
+        row = dict(group[0])
+        for key in MEDIAN_KEYS:
+            if all(r.get(key) is not None for r in group):
+                row[key] = statistics.median(r[key] for r in group)
+        row["tokens_per_s_repeats"] = [r["tokens_per_s"] for r in group]
+        rows.append(row)
+    return rows
 
 
-def compare(rows: list[dict], tolerance: float) -> list[dict]:
-    """Per (preset, seq_len): ours / baseline speed, memory, and whether the final losses agree."""
+def round_ratios(measured: list[dict], preset: str, seq_len: int, run: str, reference: str) -> dict | None:
+    """Median and min-max over the rounds of run / reference tokens/s, each pair from the same round."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in measured:
+        if (r["preset"], r["seq_len"]) == (preset, seq_len) and r["run"] in (run, reference):
+            by_round.setdefault(r.get("round", 0), {})[r["run"]] = r["tokens_per_s"]
+    ratios = [pair[run] / pair[reference] for pair in by_round.values() if run in pair and reference in pair]
+    return ratio_summary(ratios) if ratios else None
+
+
+def compare(rows: list[dict], tolerance: float, measured: list[dict] | None = None) -> list[dict]:
+    """Per (preset, seq_len): ours / baseline speed (median and min-max of the per-round pair ratios),
+    memory, and whether the final losses agree."""
     out = []
     for key in dict.fromkeys((r["preset"], r["seq_len"]) for r in rows):
         group = {r["run"]: r for r in rows if (r["preset"], r["seq_len"]) == key}
@@ -420,7 +444,9 @@ def compare(rows: list[dict], tolerance: float) -> list[dict]:
             continue
         base, ours = group[BASELINE], group[OURS]
         gap = (ours["final_loss"] - base["final_loss"]) / base["final_loss"]
-        out.append({"preset": key[0], "seq_len": key[1], "speedup": ours["tokens_per_s"] / base["tokens_per_s"],
+        pairs = round_ratios(measured or rows, *key, OURS, BASELINE)
+        out.append({"preset": key[0], "seq_len": key[1], "speedup": pairs["median"],
+                    "speedup_min": pairs["min"], "speedup_max": pairs["max"], "speedup_pairs": pairs["pairs"],
                     "memory_ratio": memory_used(ours) / max(memory_used(base), 1),
                     "relative_final_loss_gap": gap, "loss_within_tolerance": abs(gap) <= tolerance,
                     "cuda": ours["device"].startswith("cuda")})
@@ -441,7 +467,8 @@ def memory_text(row: dict) -> str:
     return f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB (+{memory_used(row) / 2**20:,.0f})"
 
 
-def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, peaks: dict) -> str:
+def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, peaks: dict,
+                  measured: list[dict] | None = None) -> str:
     against = "; ".join(f"{p}: {flops / 1e12:,.2f} TFLOP/s ({source})" for p, (flops, source) in peaks.items())
     lines = [f"MFU against the peak for each run's precision, {against}. Memory: "
              + ("CUDA max allocated after the warm-up (max reserved, which includes CUDA-graph pools, "
@@ -449,9 +476,10 @@ def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, p
                 else "process peak RSS (growth over the RSS before building the model).")]
     repeats = max((len(r.get("tokens_per_s_repeats", [])) for r in rows), default=1)
     if repeats > 1:
-        lines.append(f"Each run measured {repeats} times round-robin; the fastest repeat is shown.")
+        lines.append(f"{repeats} rounds, each run in every round (order reversed every other round); medians over "
+                     "the rounds, 'x ours' = median (min-max) of the per-round ratios to ours.")
     lines.append("")
-    header = f"{'preset':7s} {'seq':>4s}  {'run':34s} {'tokens/s':>12s} {'x ours':>7s} {'GFLOP/tok':>9s} " \
+    header = f"{'preset':7s} {'seq':>4s}  {'run':34s} {'tokens/s':>12s} {'x ours (min-max)':>19s} {'GFLOP/tok':>9s} " \
              f"{'MFU':>7s} {'final loss':>10s}  peak memory"
     lines += [header]
     for key in dict.fromkeys((r["preset"], r["seq_len"]) for r in rows):
@@ -459,13 +487,15 @@ def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, p
         ours = next((r for r in group if r["run"] == OURS), None)
         lines.append("-" * len(header))
         for r in group:
-            rel = f"{r['tokens_per_s'] / ours['tokens_per_s']:6.2f}x" if ours else ""
-            lines.append(f"{r['preset']:7s} {r['seq_len']:4d}  {r['run']:34s} {r['tokens_per_s']:12,.0f} {rel:>7s} "
+            ratio = round_ratios(measured or rows, *key, r["run"], OURS) if ours else None
+            rel = f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else ""
+            lines.append(f"{r['preset']:7s} {r['seq_len']:4d}  {r['run']:34s} {r['tokens_per_s']:12,.0f} {rel:>19s} "
                          f"{r['flops_per_token'] / 1e9:9.4f} {r['mfu']:7.2%} {r['final_loss']:10.4f}  {memory_text(r)}")
     lines.append("")
     for c in comparisons:
         verdict = "within" if c["loss_within_tolerance"] else "OUTSIDE"
-        lines.append(f"{c['preset']} seq {c['seq_len']}: ours / baseline = {c['speedup']:.2f}x tokens/s, "
+        lines.append(f"{c['preset']} seq {c['seq_len']}: ours / baseline = {c['speedup']:.2f}x tokens/s "
+                     f"(pairs {c['speedup_min']:.2f}-{c['speedup_max']:.2f}, n={len(c['speedup_pairs'])}), "
                      f"{c['memory_ratio']:.2f}x memory{' (max reserved)' if c['cuda'] else ' (RSS growth)'}; final loss gap {c['relative_final_loss_gap']:+.2%} "
                      f"({verdict} the {tolerance:.0%} tolerance)")
     return "\n".join(lines)
@@ -493,8 +523,9 @@ def parse_args(argv: list[str] | None):
                    help="block lengths (random/generated/text data; --data blocks uses the blocks' own)")
     p.add_argument("--batch-size", type=int, default=32, help="global batch (one process)")
     p.add_argument("--steps", type=int, default=20, help="timed optimizer steps per run")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="measure every run this many times, round-robin, and keep the fastest (shared machines)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds: every run once per round, order reversed every other round; medians and "
+                        "per-round ratios (min-max) are reported")
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (allocator, compile)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
@@ -591,7 +622,10 @@ def bench(args) -> int:
                "precision": precision, "peaks": peaks, "environment": environment_info()}
     with tempfile.TemporaryDirectory() as workdir:
         data: dict[int, tuple] = {}
-        for run in runs * args.repeats:  # round-robin: a slow spell of a shared machine hits every run
+        # Rounds: every run once per round, the order reversed every other round (A B, B A, ...), so
+        # a slow spell of the shared machine hits both members of a pair; ratios are per round.
+        schedule = [(r, run) for r in range(args.repeats) for run in (runs if r % 2 == 0 else runs[::-1])]
+        for round_, run in schedule:
             if run.seq_len not in data:
                 data[run.seq_len] = prepare_data(args, run.seq_len, workdir)
             blocks, path, tokenizer_dir, vocab = data[run.seq_len]
@@ -610,17 +644,17 @@ def bench(args) -> int:
             if result.get("cpu_matmul_flops", 0) > peaks[precision][0] and not args.peak_tflops:
                 peaks[precision] = (result["cpu_matmul_flops"], f"best fp32 matmul measured during the run, "
                                                                  f"{torch.get_num_threads()} thread(s)")
-            measured.append(summarise(run, result, common, peaks[result["precision"]][0]))
+            measured.append({**summarise(run, result, common, peaks[result["precision"]][0]), "round": round_})
             for row in measured:  # against the current peak (it can only have grown)
                 row["mfu"] = row["model_tflops_per_s"] * 1e12 / peaks[row["precision"]][0]
-            rows, r = best_of(measured), measured[-1]
+            rows, r = median_rows(measured), measured[-1]
             print(f"  {run.preset} seq {run.seq_len} {run.name}: {r['tokens_per_s']:,.0f} tokens/s, "
                   f"MFU {r['mfu']:.2%}, final loss {r['final_loss']:.4f}, {memory_text(r)}", flush=True)
-            comparisons = compare(rows, args.tolerance)
+            comparisons = compare(rows, args.tolerance, measured)
             write_results(args.out, {**payload, "rows": rows, "comparisons": comparisons, "failures": failures,
                                      "all_repeats": measured}, rows)
     print()
-    print(format_report(rows, compare(rows, args.tolerance), args.tolerance, peaks))
+    print(format_report(rows, compare(rows, args.tolerance, measured), args.tolerance, peaks, measured))
     print(f"\nwritten: {Path(args.out, 'train_bench.json')}, {Path(args.out, 'train_bench.csv')}")
     if failures:
         print(f"{len(failures)} run(s) failed: " + ", ".join(f"{f['preset']}/{f['run']}" for f in failures))

@@ -1,0 +1,62 @@
+"""Fine-tuning benchmark harness: pair order, pair ratios, arguments, and a tiny end-to-end run.
+
+No timing is asserted (speed figures belong in docs/performance.md, with their command)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bertflow.bench import finetune_bench as fb
+from bertflow.bench.pairs import interleaved, ratio_summary
+from bertflow.errors import ConfigError
+
+
+def test_pairs_alternate_which_side_runs_first():
+    assert interleaved(3, ("a", "b")) == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+
+
+def test_summary_uses_per_pair_ratios_not_the_best_of_each_side():
+    runs = []
+    for round_, (base, ours) in enumerate([(100.0, 200.0), (50.0, 400.0), (100.0, 150.0)]):
+        for side, speed in (("baseline", base), ("ours", ours)):
+            runs.append({"side": side, "round": round_, "train_examples_per_s": speed, "eval_examples_per_s": speed,
+                         "peak_memory_bytes": 2**20, "metrics": {"accuracy": 80.0}, "train_features": 10,
+                         "eval_features": 5})
+    summary = fb.summarise("sst2", runs)
+    assert summary["train_speedup"] == ratio_summary([2.0, 8.0, 1.5])
+    assert summary["train_speedup"]["median"] == 2.0  # best of each side would say 400 / 100 = 4.0
+    assert summary["sides"]["ours"]["train_examples_per_s"] == 200.0
+    assert "2.00x (pairs 1.50-8.00, n=3)" in fb.format_report([summary], "cpu")
+
+
+def test_per_task_values_and_bad_arguments():
+    assert fb.per_task("64") == {"sst2": 64, "squad": 64}
+    assert fb.per_task("sst2=32,squad=none") == {"sst2": 32, "squad": None}
+    with pytest.raises(ConfigError, match="unknown task"):
+        fb.per_task("mnli=3")
+    with pytest.raises(ConfigError, match="--sst2-dir: .*train.tsv not found"):
+        fb.parse_args(["--sst2-dir", "/nonexistent"])
+    with pytest.raises(ConfigError, match="--rounds"):
+        fb.parse_args(["--rounds", "0"])
+
+
+def test_tiny_sst2_run_on_generated_data(tmp_path, capsys):
+    """Both sides in fresh processes on the same generated rows; one pair."""
+    out = tmp_path / "bench"
+    code = fb.main(["--tasks", "sst2", "--rounds", "1", "--train-samples", "96", "--eval-samples", "32",
+                    "--max-length", "24", "--model-vocab", "300", "--tokenizer-vocab", "200", "--device", "cpu",
+                    "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "finetune_bench.json").read_text())
+    assert [(r["side"], r["round"]) for r in result["runs"]] == [("baseline", 0), ("ours", 0)]
+    for r in result["runs"]:
+        assert r["train_examples_per_s"] > 0 and r["eval_examples_per_s"] > 0 and r["peak_memory_bytes"] > 0
+        assert r["train_features"] == 96 and r["eval_features"] == 32 and 0 <= r["metrics"]["accuracy"] <= 100
+    baseline = next(r for r in result["runs"] if r["side"] == "baseline")
+    assert baseline["optimizer"] == "adamw_torch_fused"  # TrainingArguments' default
+    (summary,) = result["summaries"]
+    assert summary["train_speedup"]["pairs"] == [pytest.approx(result["runs"][1]["train_examples_per_s"]
+                                                               / baseline["train_examples_per_s"])]
+    assert "ours / baseline: training" in capsys.readouterr().out
