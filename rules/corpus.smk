@@ -19,7 +19,8 @@ rule download_corpus:
 
 
 rule prepare_corpus:
-    """Plain-text train/validation split (one document per line) from any of the three sources."""
+    """Plain-text train/validation split (a line per paragraph, a blank line between documents),
+    streamed from any of the three sources."""
     input:
         unpack(corpus_sources),
     output:
@@ -30,8 +31,13 @@ rule prepare_corpus:
         source=CORPUS["source"],
         generated=CORPUS["generated"] if CORPUS["source"] == "generated" else None,
         hub_text_column=CORPUS["hub"]["text_column"] if CORPUS["source"] == "hub" else None,
+        hub_splits=(
+            [CORPUS["hub"]["train_split"], CORPUS["hub"]["validation_split"]] if CORPUS["source"] == "hub" else None
+        ),
         validation_fraction=CORPUS["validation_fraction"],
+        split_unit=CORPUS["split_unit"],
         max_lines=CORPUS["max_lines"],
+        max_line_chars=CORPUS["max_line_chars"],
         seed=config["seed"],
     log:
         logs("prepare_corpus"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import torch
 from transformers import BertConfig
 
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.03, help="allowed relative gap of the mean loss")
     args = parser.parse_args()
     meta, blocks = load_blocks(args.blocks)
-    train = blocks["train"]
+    train = torch.from_numpy(np.asarray(blocks["train"], dtype=np.int64))
     config = BertConfig(vocab_size=meta["vocab_size"], pad_token_id=0, **architecture(args.preset))
     bf16 = torch.cuda.is_available()
     runs = {"baseline (Trainer + collator)": trainer_steps(train, config, steps=args.steps, batch_size=args.batch_size,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -50,3 +52,17 @@ def require_free_disk(path: str | os.PathLike, needed_bytes: int, what: str) -> 
             f"{path}: {what} needs about {needed_bytes / 2**20:.0f} MiB but only "
             f"{free / 2**20:.0f} MiB are free on that disk; free space or point the results elsewhere"
         )
+
+
+@contextlib.contextmanager
+def disk_full_guard(folder: str | os.PathLike, what: str):
+    """Turn "No space left on device" while writing `what` into a ResourceError naming the folder."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ResourceError(
+            f"{folder}: the disk filled up while writing {what} ({err.strerror}); nothing half-written "
+            "was kept: free space or point results_dir elsewhere, then rerun"
+        ) from err
