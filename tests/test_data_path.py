@@ -107,6 +107,7 @@ def test_streamed_blocks_are_identical_to_the_old_path(fixture_text, tmp_path, s
     expected = old_blocks(load_tokenizer(str(tok_dir)), fixture_text, seq_len)
     assert isinstance(blocks["train"], np.memmap) and blocks["train"].dtype == np.uint16
     assert blocks["train"].tolist() == expected and meta["train_blocks"] == len(expected) > 10
+    assert meta["vocab_size"] == len(load_tokenizer(str(tok_dir)))
     assert not list((tmp_path / "blocks").glob("*.partial"))
 
 

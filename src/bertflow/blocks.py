@@ -21,7 +21,6 @@ import numpy as np
 from .block_files import BlockFileWriter, open_split, read_meta, token_dtype, write_meta
 from .errors import DataError
 from .io import disk_full_guard, require_free_disk
-from .tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,20 @@ BYTES_PER_TOKEN_ESTIMATE = 3
 def tokenizer_fingerprint(tokenizer_dir: str) -> str:
     """Hash of the vocabulary: blocks and models must come from the same tokenizer."""
     return hashlib.sha256(Path(tokenizer_dir, "tokenizer.json").read_bytes()).hexdigest()[:16]
+
+
+def load_backend(tokenizer_dir: str):
+    """The saved tokenizer's Rust core (`tokenizer.json`), without transformers: the stage then
+    imports neither transformers nor its dependencies (about 250 MiB of RSS)."""
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_dir, "tokenizer.json")
+    if not path.is_file():
+        raise DataError(f"{tokenizer_dir}: no tokenizer.json; is this a tokenizer folder from the train_tokenizer rule?")
+    backend = Tokenizer.from_file(str(path))
+    backend.no_truncation()  # whole lines, as the transformers call without truncation=True gives
+    backend.no_padding()
+    return backend
 
 
 def line_batches(path: str, batch_lines: int = BATCH_LINES) -> Iterator[list[str]]:
@@ -49,19 +62,19 @@ def line_batches(path: str, batch_lines: int = BATCH_LINES) -> Iterator[list[str
         yield batch
 
 
-def encode_ids(tokenizer, lines: list[str], dtype) -> np.ndarray:
+def encode_ids(backend, lines: list[str], dtype) -> np.ndarray:
     """Token ids of `lines`, [CLS] ... [SEP] around each, concatenated (Rust batch encoding, threaded)."""
-    encodings = tokenizer.backend_tokenizer.encode_batch_fast(lines, add_special_tokens=True)
+    encodings = backend.encode_batch_fast(lines, add_special_tokens=True)
     total = sum(len(encoding) for encoding in encodings)
     return np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=dtype, count=total)
 
 
-def write_split(tokenizer, text_file: str, writer: BlockFileWriter) -> tuple[int, int]:
+def write_split(backend, text_file: str, writer: BlockFileWriter) -> tuple[int, int]:
     """Stream one text file into `writer`: (blocks written, tokens read)."""
     tokens = 0
     try:
         for batch in line_batches(text_file):
-            ids = encode_ids(tokenizer, batch, writer.dtype)
+            ids = encode_ids(backend, batch, writer.dtype)
             tokens += len(ids)
             writer.append(ids)
     except BaseException:
@@ -71,8 +84,9 @@ def write_split(tokenizer, text_file: str, writer: BlockFileWriter) -> tuple[int
 
 
 def build_blocks(*, tokenizer_dir: str, train_file: str, validation_file: str, seq_len: int, out_dir: str) -> dict:
-    tokenizer = load_tokenizer(tokenizer_dir)
-    dtype = token_dtype(len(tokenizer))
+    backend = load_backend(tokenizer_dir)
+    vocab_size = backend.get_vocab_size(with_added_tokens=True)
+    dtype = token_dtype(vocab_size)
     files = {"train": train_file, "validation": validation_file}
     text_bytes = sum(Path(path).stat().st_size for path in files.values())
     require_free_disk(out_dir, text_bytes // BYTES_PER_TOKEN_ESTIMATE * dtype.itemsize, "the token blocks")
@@ -80,7 +94,7 @@ def build_blocks(*, tokenizer_dir: str, train_file: str, validation_file: str, s
     with disk_full_guard(out_dir, "the token blocks"):
         for split, path in files.items():
             writer = BlockFileWriter(out_dir, split, seq_len=seq_len, dtype=dtype)
-            blocks, tokens = write_split(tokenizer, path, writer)
+            blocks, tokens = write_split(backend, path, writer)
             if not blocks:
                 raise DataError(
                     f"{path}: too little text for even one block of {seq_len} tokens ({tokens} tokens); "
@@ -90,7 +104,7 @@ def build_blocks(*, tokenizer_dir: str, train_file: str, validation_file: str, s
         meta = {
             "dtype": dtype.str,
             "seq_len": seq_len,
-            "vocab_size": len(tokenizer),
+            "vocab_size": vocab_size,
             "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
             **counts,
             "train_tokens": counts["train_blocks"] * seq_len,
@@ -100,9 +114,10 @@ def build_blocks(*, tokenizer_dir: str, train_file: str, validation_file: str, s
     return meta
 
 
-def text_blocks(tokenizer, text_file: str, seq_len: int) -> np.ndarray:
+def text_blocks(tokenizer_dir: str, text_file: str, seq_len: int) -> np.ndarray:
     """In-memory blocks [n, seq_len] (int64) of a small text file, packed as the stage packs them."""
-    parts = [encode_ids(tokenizer, batch, np.int64) for batch in line_batches(text_file)]
+    backend = load_backend(tokenizer_dir)
+    parts = [encode_ids(backend, batch, np.int64) for batch in line_batches(text_file)]
     ids = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     n_blocks = len(ids) // seq_len
     return ids[: n_blocks * seq_len].reshape(n_blocks, seq_len)

@@ -125,9 +125,8 @@ def text_blocks(text_file: str, tokenizer_dir: str, seq_len: int):
     import torch
 
     from .blocks import text_blocks as pack_text
-    from .tokenizer import load_tokenizer
 
-    blocks = pack_text(load_tokenizer(tokenizer_dir), text_file, seq_len)
+    blocks = pack_text(tokenizer_dir, text_file, seq_len)
     if not len(blocks):
         raise DataError(f"{text_file}: too little text for one block of {seq_len} tokens")
     return torch.from_numpy(blocks)
