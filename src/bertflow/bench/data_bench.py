@@ -163,7 +163,8 @@ def bench_size(size_mb: int, args, root: Path) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
         for stage in OUR_STAGES:
             rows.append({"size_mb": size_mb, "repeat": repeat, "side": "ours", **measure(stage, args, work, corpus)})
-        rows.append({"size_mb": size_mb, "repeat": repeat, "side": "baseline", **measure("baseline", args, work, corpus)})
+        if not args.no_baseline:
+            rows.append({"size_mb": size_mb, "repeat": repeat, "side": "baseline", **measure("baseline", args, work, corpus)})
     return rows
 
 
@@ -202,6 +203,7 @@ def parse_args(argv=None):
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--vocab-size", type=int, default=30522)
     parser.add_argument("--max-train-bytes", type=int, default=300_000_000)
+    parser.add_argument("--no-baseline", action="store_true", help="our stages only (a quick memory-flatness check)")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--out", default="docs/results/cpu-data-path")
     # child-process side
