@@ -18,6 +18,14 @@ rule download_corpus:
         "../scripts/download_corpus.py"
 
 
+# Validation split off the training text (no validation files or Hub split given): only then do the
+# split's keys change the result.
+SPLIT_OFF = not (
+    CORPUS["local"]["validation"] if CORPUS["source"] == "local"
+    else CORPUS["source"] == "hub" and CORPUS["hub"]["validation_split"]
+)
+
+
 rule prepare_corpus:
     """Plain-text train/validation split (a line per paragraph, a blank line between documents),
     streamed from any of the three sources."""
@@ -34,8 +42,8 @@ rule prepare_corpus:
         hub_splits=(
             [CORPUS["hub"]["train_split"], CORPUS["hub"]["validation_split"]] if CORPUS["source"] == "hub" else None
         ),
-        validation_fraction=CORPUS["validation_fraction"],
-        split_unit=CORPUS["split_unit"],
+        validation_fraction=CORPUS["validation_fraction"] if SPLIT_OFF else None,
+        split_unit=CORPUS["split_unit"] if SPLIT_OFF else None,
         max_lines=CORPUS["max_lines"],
         max_line_chars=CORPUS["max_line_chars"],
         seed=config["seed"],
