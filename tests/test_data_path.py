@@ -299,3 +299,22 @@ def test_truncated_block_file_is_refused(fixture_text, tmp_path):
     (out / "train.bin").write_bytes(data[:-10])
     with pytest.raises(DataError, match="train.bin: .* truncated or stale"):
         load_blocks(str(out))
+
+
+def test_hub_rows_are_documents_read_from_the_saved_dataset(tmp_path):
+    import datasets
+
+    rows = [f"article {i} first paragraph\narticle {i} second paragraph" for i in range(40)] + ["", "  "]
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": rows})}).save_to_disk(str(tmp_path / "hub"))
+    out = tmp_path / "corpus"
+    stats = corpus.prepare_corpus(source="hub", hub_dir=str(tmp_path / "hub"), hub_splits=("train", None),
+                                  out_train=str(out / "train.txt"), out_validation=str(out / "validation.txt"),
+                                  out_stats=str(out / "stats.json"), validation_fraction=0.2, seed=1)
+    assert stats["train_documents"] + stats["validation_documents"] == 40
+    assert stats["train_lines"] + stats["validation_lines"] == 80 and stats["validation_documents"] >= 3
+    first = (out / "validation.txt").read_text().split("\n\n")[0].splitlines()
+    assert [line.split()[1] for line in first] == [first[0].split()[1]] * 2  # both paragraphs of one article
+    with pytest.raises(DataError, match="split 'validation' not found"):
+        corpus.prepare_corpus(source="hub", hub_dir=str(tmp_path / "hub"), out_train=str(out / "train.txt"),
+                              out_validation=str(out / "validation.txt"), out_stats=str(out / "stats.json"),
+                              validation_fraction=0.2, seed=1)

@@ -103,9 +103,8 @@ def first_bad_utf8_line(path: Path, opener) -> int:
     return 0
 
 
-def hub_lines(dataset_dir: str, split: str, text_column: str, max_chars: int, batch_size: int = 1000) -> Iterator[str]:
-    """Rows of one split of a saved (memory-mapped Arrow) dataset, read in batches; each row is a
-    document (a Wikipedia article, a book, a WikiText line), its newlines kept as line breaks."""
+def hub_split(dataset_dir: str, split: str, text_column: str):
+    """One split of a saved dataset (memory-mapped Arrow), its split and column checked up front."""
     import datasets
 
     dataset = datasets.load_from_disk(dataset_dir)
@@ -116,7 +115,13 @@ def hub_lines(dataset_dir: str, split: str, text_column: str, max_chars: int, ba
             f"{dataset_dir}: column {text_column!r} not in split {split!r} "
             f"(columns {dataset[split].column_names}); set corpus.hub.text_column"
         )
-    for batch in dataset[split].select_columns([text_column]).iter(batch_size=batch_size):
+    return dataset[split].select_columns([text_column])
+
+
+def hub_lines(rows, text_column: str, max_chars: int, batch_size: int = 1000) -> Iterator[str]:
+    """Rows of a dataset split, read in batches; each row is a document (a Wikipedia article, a
+    book, a WikiText line), its newlines kept as line breaks."""
+    for batch in rows.iter(batch_size=batch_size):
         for text in batch[text_column]:
             if text and text.strip():
                 yield from bounded_lines(io.StringIO(text), max_chars)
@@ -243,8 +248,9 @@ def prepare_corpus(
     elif source == "local":
         train, validation = local_lines(train_files or [], max_line_chars), local_lines(validation_files or [], max_line_chars)
     elif source == "hub":
-        train = hub_lines(hub_dir, hub_splits[0], hub_text_column, max_line_chars)
-        validation = hub_lines(hub_dir, hub_splits[1], hub_text_column, max_line_chars) if hub_splits[1] else []
+        splits = [hub_split(hub_dir, split, hub_text_column) for split in hub_splits if split]
+        train = hub_lines(splits[0], hub_text_column, max_line_chars)
+        validation = hub_lines(splits[1], hub_text_column, max_line_chars) if len(splits) > 1 else []
     else:
         raise DataError(f"corpus.source: unknown source {source!r}")
     split_off = not (validation_files if source == "local" else source == "hub" and hub_splits[1])
