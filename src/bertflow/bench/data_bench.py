@@ -173,6 +173,7 @@ def spread(values: list[float]) -> str:
 
 
 def markdown(rows: list[dict], args) -> str:
+    """The table of medians (min-max) per size and stage, then the baseline/ours ratios per pair."""
     lines = ["| corpus | stage | wall s | CPU s | peak RSS MiB | output MB | tokens/s |", "|---|---|---:|---:|---:|---:|---:|"]
     for size in args.sizes_mb:
         for stage in (*OUR_STAGES, "baseline"):
@@ -188,7 +189,8 @@ def markdown(rows: list[dict], args) -> str:
         pairs = [(b, o) for b in rows for o in rows if b["size_mb"] == o["size_mb"] == size and b["repeat"] == o["repeat"]
                  and b["stage"] == "baseline" and o["stage"] == "tokenize_corpus"]
         if pairs:
-            lines.append(f"- {size} MB: wall ratio {spread([b['wall_s'] / o['wall_s'] for b, o in pairs])}, "
+            lines.append(f"- {size} MB: CPU ratio {spread([b['cpu_s'] / o['cpu_s'] for b, o in pairs])}, "
+                         f"wall ratio {spread([b['wall_s'] / o['wall_s'] for b, o in pairs])}, "
                          f"peak RSS ratio {spread([b['peak_rss_mib'] / o['peak_rss_mib'] for b, o in pairs])}, "
                          f"output bytes ratio {spread([b['output_bytes'] / o['output_bytes'] for b, o in pairs])}")
     return "\n".join(lines) + "\n"
@@ -206,12 +208,15 @@ def parse_args(argv=None):
     parser.add_argument("--no-baseline", action="store_true", help="our stages only (a quick memory-flatness check)")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--out", default="docs/results/cpu-data-path")
+    parser.add_argument("--from-json", nargs="+", help="only print the tables of earlier data_bench.json files")
     # child-process side
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.from_json:
+        return args
     if not args.stage:
         args.shard_files = sorted(glob.glob(args.shards))
         if not args.shard_files:
@@ -221,6 +226,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.from_json:
+        rows = [row for path in args.from_json for row in json.loads(Path(path).read_text())["rows"]]
+        args.sizes_mb = sorted({row["size_mb"] for row in rows})
+        print(markdown(rows, args))
+        return
     if args.stage:
         Path(args.result).write_text(json.dumps(run_stage(args)))
         return
