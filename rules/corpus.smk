@@ -18,8 +18,17 @@ rule download_corpus:
         "../scripts/download_corpus.py"
 
 
+# Validation split off the training text (no validation files or Hub split given): only then do the
+# split's keys change the result.
+SPLIT_OFF = not (
+    CORPUS["local"]["validation"] if CORPUS["source"] == "local"
+    else CORPUS["source"] == "hub" and CORPUS["hub"]["validation_split"]
+)
+
+
 rule prepare_corpus:
-    """Plain-text train/validation split (one document per line) from any of the three sources."""
+    """Plain-text train/validation split (a line per paragraph, a blank line between documents),
+    streamed from any of the three sources."""
     input:
         unpack(corpus_sources),
     output:
@@ -30,8 +39,13 @@ rule prepare_corpus:
         source=CORPUS["source"],
         generated=CORPUS["generated"] if CORPUS["source"] == "generated" else None,
         hub_text_column=CORPUS["hub"]["text_column"] if CORPUS["source"] == "hub" else None,
-        validation_fraction=CORPUS["validation_fraction"],
+        hub_splits=(
+            [CORPUS["hub"]["train_split"], CORPUS["hub"]["validation_split"]] if CORPUS["source"] == "hub" else None
+        ),
+        validation_fraction=CORPUS["validation_fraction"] if SPLIT_OFF else None,
+        split_unit=CORPUS["split_unit"] if SPLIT_OFF else None,
         max_lines=CORPUS["max_lines"],
+        max_line_chars=CORPUS["max_line_chars"],
         seed=config["seed"],
     log:
         logs("prepare_corpus"),

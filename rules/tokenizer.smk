@@ -8,6 +8,8 @@ rule train_tokenizer:
         report=results("reports", "tokenizer.json"),
     params:
         tokenizer=config["tokenizer"],
+        seed=config["seed"],
+    threads: workflow.cores
     log:
         logs("train_tokenizer"),
     benchmark:
@@ -28,6 +30,7 @@ rule tokenize_corpus:
         blocks=directory(results("blocks")),
     params:
         seq_len=config["pretrain"]["seq_len"],
+    threads: workflow.cores
     log:
         logs("tokenize_corpus"),
     benchmark:

@@ -8,5 +8,6 @@ with stage(snakemake):
         validation_file=snakemake.input.validation,
         out_dir=snakemake.output.tokenizer,
         out_report=snakemake.output.report,
+        seed=snakemake.params.seed,
         **snakemake.params.tokenizer,
     )

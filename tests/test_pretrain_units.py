@@ -12,7 +12,7 @@ import torch
 
 from bertflow import block_loader, corpus, presets, pretrain, synthetic
 from bertflow.block_files import open_split, read_meta
-from bertflow.blocks import build_blocks, load_blocks, pack
+from bertflow.blocks import build_blocks, load_blocks
 from bertflow.errors import ConfigError, DataError, ResourceError
 from bertflow.masking import Masker, fixed_eval_masks
 from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match, resolve_device
@@ -100,26 +100,6 @@ def test_cuda_requested_without_gpu_fails_clearly(monkeypatch):
 def test_generated_corpus_is_deterministic():
     assert synthetic.generate_corpus(300, seed=3) == synthetic.generate_corpus(300, seed=3)
     assert synthetic.generate_corpus(300, seed=3) != synthetic.generate_corpus(300, seed=4)
-
-
-def test_validation_split_is_fixed_and_disjoint():
-    lines = [f"line {i}" for i in range(200)]
-    train, valid = corpus.split_validation(lines, 0.1, seed=1)
-    assert len(valid) == 20 and set(train).isdisjoint(valid)
-    assert corpus.split_validation(lines, 0.1, seed=1) == (train, valid)
-
-
-def test_missing_and_empty_corpus_files_name_the_file(tmp_path):
-    with pytest.raises(DataError, match="nope.txt: corpus file not found"):
-        corpus.read_text_files([str(tmp_path / "nope.txt")])
-    empty = tmp_path / "empty.txt"
-    empty.write_text("\n  \n")
-    with pytest.raises(DataError, match="empty.txt: corpus file has no text lines"):
-        corpus.read_text_files([str(empty)])
-
-
-def test_pack_drops_the_remainder():
-    assert pack([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 4) == [[1, 2, 3, 4], [5, 6, 7, 8]]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import torch
 from transformers import BertConfig
 

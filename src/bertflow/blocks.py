@@ -1,22 +1,32 @@
-"""Tokenized-data stage: text -> token ids -> fixed-length packed blocks saved with `datasets`.
+"""Tokenized-data stage: text -> token ids -> fixed-length packed blocks in flat binary files.
 
 Lines are tokenized with [CLS] ... [SEP] around each, concatenated, and cut into `seq_len`
 blocks (remainder dropped), as in transformers' run_mlm.py `group_texts`: no padding at all.
+Blocks run across document boundaries, as group_texts and RoBERTa's FULL-SENTENCES packing do.
+The text is read in batches of lines that go through the fast tokenizer's Rust batch encoding
+(its own thread pool), and full blocks are appended to `{split}.bin` (see block_files.py): memory
+is bounded by one batch, whatever the corpus size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
+from .block_files import BlockFileWriter, open_split, read_meta, token_dtype, write_meta
 from .errors import DataError
-from .io import read_json, write_json
-from .tokenizer import load_tokenizer
+from .io import disk_full_guard, require_free_disk
 
 log = logging.getLogger(__name__)
 
-META = "blocks_meta.json"
+BATCH_LINES = 1000
+# English WordPiece text is about 4-5 characters per token; 3 keeps the disk estimate on the safe side.
+BYTES_PER_TOKEN_ESTIMATE = 3
 
 
 def tokenizer_fingerprint(tokenizer_dir: str) -> str:
@@ -24,66 +34,96 @@ def tokenizer_fingerprint(tokenizer_dir: str) -> str:
     return hashlib.sha256(Path(tokenizer_dir, "tokenizer.json").read_bytes()).hexdigest()[:16]
 
 
-def pack(token_lists: list[list[int]], seq_len: int) -> list[list[int]]:
-    flat = [tok for tokens in token_lists for tok in tokens]
-    n_blocks = len(flat) // seq_len
-    return [flat[i * seq_len : (i + 1) * seq_len] for i in range(n_blocks)]
+def load_backend(tokenizer_dir: str):
+    """The saved tokenizer's Rust core (`tokenizer.json`), without transformers: the stage then
+    imports neither transformers nor its dependencies (about 250 MiB of RSS)."""
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_dir, "tokenizer.json")
+    if not path.is_file():
+        raise DataError(f"{tokenizer_dir}: no tokenizer.json; is this a tokenizer folder from the train_tokenizer rule?")
+    backend = Tokenizer.from_file(str(path))
+    backend.no_truncation()  # whole lines, as the transformers call without truncation=True gives
+    backend.no_padding()
+    return backend
 
 
-def tokenize_lines(tokenizer, path: str, batch: int = 1000) -> list[list[int]]:
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    ids: list[list[int]] = []
-    for start in range(0, len(lines), batch):
-        ids.extend(tokenizer(lines[start : start + batch], add_special_tokens=True)["input_ids"])
-    return ids
+def line_batches(path: str, batch_lines: int = BATCH_LINES) -> Iterator[list[str]]:
+    """Non-blank lines of a text file in lists of `batch_lines` (blank lines only separate documents)."""
+    batch: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for raw in handle:
+            # splitlines also breaks at \u2028, \x0c and friends, as the whole-file reader did
+            batch.extend(line for line in raw.splitlines() if line.strip())
+            if len(batch) >= batch_lines:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def encode_ids(backend, lines: list[str], dtype) -> np.ndarray:
+    """Token ids of `lines`, [CLS] ... [SEP] around each, concatenated (Rust batch encoding, threaded)."""
+    encodings = backend.encode_batch_fast(lines, add_special_tokens=True)
+    total = sum(len(encoding) for encoding in encodings)
+    return np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=dtype, count=total)
+
+
+def write_split(backend, text_file: str, writer: BlockFileWriter) -> tuple[int, int]:
+    """Stream one text file into `writer`: (blocks written, tokens read)."""
+    tokens = 0
+    try:
+        for batch in line_batches(text_file):
+            ids = encode_ids(backend, batch, writer.dtype)
+            tokens += len(ids)
+            writer.append(ids)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(), tokens
 
 
 def build_blocks(*, tokenizer_dir: str, train_file: str, validation_file: str, seq_len: int, out_dir: str) -> dict:
-    import datasets
-    import numpy as np
-
-    tokenizer = load_tokenizer(tokenizer_dir)
-    splits = {}
-    for split, path in (("train", train_file), ("validation", validation_file)):
-        blocks = pack(tokenize_lines(tokenizer, path), seq_len)
-        if not blocks:
-            raise DataError(
-                f"{path}: too little text for even one block of {seq_len} tokens; "
-                "add text or lower pretrain.seq_len"
-            )
-        dtype = np.uint16 if len(tokenizer) < 2**16 else np.int32
-        splits[split] = datasets.Dataset.from_dict(
-            {"input_ids": np.asarray(blocks, dtype=dtype)},
-            features=datasets.Features(
-                {"input_ids": datasets.Sequence(datasets.Value(np.dtype(dtype).name), length=seq_len)}
-            ),
-        )
-    datasets.DatasetDict(splits).save_to_disk(out_dir)
-    meta = {
-        "seq_len": seq_len,
-        "vocab_size": len(tokenizer),
-        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
-        "train_blocks": len(splits["train"]),
-        "validation_blocks": len(splits["validation"]),
-        "train_tokens": len(splits["train"]) * seq_len,
-    }
-    write_json(Path(out_dir, META), meta)
+    backend = load_backend(tokenizer_dir)
+    vocab_size = backend.get_vocab_size(with_added_tokens=True)
+    dtype = token_dtype(vocab_size)
+    files = {"train": train_file, "validation": validation_file}
+    text_bytes = sum(Path(path).stat().st_size for path in files.values())
+    require_free_disk(out_dir, text_bytes // BYTES_PER_TOKEN_ESTIMATE * dtype.itemsize, "the token blocks")
+    counts = {}
+    with disk_full_guard(out_dir, "the token blocks"):
+        for split, path in files.items():
+            writer = BlockFileWriter(out_dir, split, seq_len=seq_len, dtype=dtype)
+            blocks, tokens = write_split(backend, path, writer)
+            if not blocks:
+                raise DataError(
+                    f"{path}: too little text for even one block of {seq_len} tokens ({tokens} tokens); "
+                    "add text or lower pretrain.seq_len"
+                )
+            counts.update({f"{split}_blocks": blocks, f"{split}_text_tokens": tokens})
+        meta = {
+            "dtype": dtype.str,
+            "seq_len": seq_len,
+            "vocab_size": vocab_size,
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
+            **counts,
+            "train_tokens": counts["train_blocks"] * seq_len,
+        }
+        write_meta(out_dir, meta)  # last: a folder without it is incomplete
     log.info("blocks: %s", meta)
     return meta
 
 
-def load_blocks(blocks_dir: str):
-    """(meta, {split: array [n_blocks, seq_len]}): read-only memory maps of a block-file folder
-    (`bertflow.block_files`); a folder of the older `datasets` layout is read into numpy arrays."""
-    from .block_files import open_split, read_meta
+def text_blocks(tokenizer_dir: str, text_file: str, seq_len: int) -> np.ndarray:
+    """In-memory blocks [n, seq_len] (int64) of a small text file, packed as the stage packs them."""
+    backend = load_backend(tokenizer_dir)
+    parts = [encode_ids(backend, batch, np.int64) for batch in line_batches(text_file)]
+    ids = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    n_blocks = len(ids) // seq_len
+    return ids[: n_blocks * seq_len].reshape(n_blocks, seq_len)
 
-    meta_path = Path(blocks_dir, META)
-    if not meta_path.is_file():
-        raise DataError(f"{blocks_dir}: no {META}; rebuild it with the tokenize_corpus rule")
-    if "format" in read_json(meta_path):
-        meta = read_meta(blocks_dir)
-        return meta, {split: open_split(blocks_dir, split, meta) for split in ("train", "validation")}
-    import datasets
 
-    data = datasets.load_from_disk(blocks_dir).with_format("numpy")
-    return read_json(meta_path), {split: data[split][:]["input_ids"] for split in data}
+def load_blocks(blocks_dir: str) -> tuple[dict, dict[str, np.memmap]]:
+    """(meta, {split: read-only np.memmap [n_blocks, seq_len]}): nothing is read into RAM here."""
+    meta = read_meta(blocks_dir)
+    return meta, {split: open_split(blocks_dir, split, meta) for split in ("train", "validation")}

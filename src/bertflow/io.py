@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -63,3 +65,17 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
     for flag in TOKENIZER_LOADER_FLAGS:
         tokenizer.init_kwargs.pop(flag, None)
     tokenizer.save_pretrained(out_dir)
+
+
+@contextlib.contextmanager
+def disk_full_guard(folder: str | os.PathLike, what: str):
+    """Turn "No space left on device" while writing `what` into a ResourceError naming the folder."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ResourceError(
+            f"{folder}: the disk filled up while writing {what} ({err.strerror}); nothing half-written "
+            "was kept: free space or point results_dir elsewhere, then rerun"
+        ) from err

@@ -67,6 +67,7 @@ def _limit_threads(threads: int | None) -> None:
     if not threads:
         return
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))  # the Rust tokenizers' thread pool
     import torch
 
     torch.set_num_threads(int(threads))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ConfigError, DataError
@@ -24,6 +26,31 @@ def build_wordpiece(lowercase: bool):
     return tok
 
 
+# A vocabulary smaller than this is not a tokenizer for a language model: the text was too small.
+MIN_VOCAB_TOKENS = 100
+# The report's UNK rate and sub-words per word settle long before this many validation lines.
+REPORT_MAX_LINES = 200_000
+
+
+def sampled_lines(text_file: str, max_bytes: int | None, seed: int, batch_lines: int = 1000) -> Iterator[list[str]]:
+    """Non-blank lines of `text_file` in batches; above `max_bytes`, a seeded random share of lines
+    of about that many bytes (the vocabulary of a huge corpus settles on a sample of it, and the
+    trainer's memory grows with the number of distinct words it sees)."""
+    size = Path(text_file).stat().st_size
+    keep = 1.0 if not max_bytes or size <= max_bytes else max_bytes / size
+    rng = random.Random(seed)
+    batch: list[str] = []
+    with open(text_file, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip() and (keep == 1.0 or rng.random() < keep):
+                batch.append(line)
+                if len(batch) == batch_lines:
+                    yield batch
+                    batch = []
+    if batch:
+        yield batch
+
+
 def train_tokenizer(
     *,
     train_file: str,
@@ -35,6 +62,8 @@ def train_tokenizer(
     min_frequency: int,
     special_tokens: list[str],
     model_max_length: int,
+    max_train_bytes: int | None = None,
+    seed: int = 0,
 ):
     from tokenizers import processors, trainers
     from transformers import BertTokenizerFast
@@ -49,7 +78,12 @@ def train_tokenizer(
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens
     )
-    tok.train([train_file], trainer)
+    tok.train_from_iterator(sampled_lines(train_file, max_train_bytes, seed), trainer)
+    if tok.get_vocab_size() < min(MIN_VOCAB_TOKENS, vocab_size):
+        raise DataError(
+            f"{train_file}: the trained vocabulary has only {tok.get_vocab_size()} tokens (asked for {vocab_size}); "
+            "the training text is far too small or too uniform for a tokenizer: add text"
+        )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -61,7 +95,8 @@ def train_tokenizer(
     )
     save_tokenizer(fast, out_dir)
     report = tokenizer_report(fast, validation_file)
-    report.update(requested_vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency)
+    report.update(requested_vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency,
+                  max_train_bytes=max_train_bytes)
     report["environment"] = environment_info()
     write_json(out_report, report)
     Path(out_report).with_suffix(".md").write_text(report_markdown(report), encoding="utf-8")
@@ -69,21 +104,24 @@ def train_tokenizer(
     return fast
 
 
-def tokenizer_report(tokenizer, text_file: str) -> dict:
-    """Vocabulary size, UNK rate and mean sub-words per word on held-out text."""
-    lines = [line for line in Path(text_file).read_text(encoding="utf-8").splitlines() if line.strip()]
-    pre = tokenizer.backend_tokenizer.pre_tokenizer
-    norm = tokenizer.backend_tokenizer.normalizer
-    words = subwords = unk_words = 0
-    unk = tokenizer.unk_token
-    for line in lines:
-        for word, _ in pre.pre_tokenize_str(norm.normalize_str(line)):
-            pieces = tokenizer.tokenize(word)
-            words += 1
-            subwords += len(pieces)
-            unk_words += unk in pieces
+def tokenizer_report(tokenizer, text_file: str, max_lines: int = REPORT_MAX_LINES) -> dict:
+    """Vocabulary size, UNK rate and mean sub-words per word on held-out text (its first
+    `max_lines` lines, read as a stream and encoded in batches)."""
+    unk_id = tokenizer.unk_token_id
+    words = subwords = unk_words = lines = 0
+    for batch in sampled_lines(text_file, None, 0):
+        batch = batch[: max_lines - lines]
+        lines += len(batch)
+        for encoding in tokenizer.backend_tokenizer.encode_batch(batch, add_special_tokens=False):
+            unknown = {word for word, token in zip(encoding.word_ids, encoding.ids) if token == unk_id}
+            words += len(set(encoding.word_ids))
+            subwords += len(encoding.ids)
+            unk_words += len(unknown)
+        if lines >= max_lines:
+            break
     return {
         "vocab_size": len(tokenizer),
+        "validation_lines_read": lines,
         "validation_words": words,
         "unk_rate": unk_words / words if words else 0.0,
         "subwords_per_word": subwords / words if words else 0.0,

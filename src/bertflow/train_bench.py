@@ -125,13 +125,12 @@ def text_blocks(text_file: str, tokenizer_dir: str, seq_len: int):
     """Pack a text file with a saved tokenizer, as the tokenize_corpus stage does (no `datasets`)."""
     import torch
 
-    from .blocks import pack, tokenize_lines
-    from .tokenizer import load_tokenizer
+    from .blocks import text_blocks as pack_text
 
-    blocks = pack(tokenize_lines(load_tokenizer(tokenizer_dir), text_file), seq_len)
-    if not blocks:
+    blocks = pack_text(tokenizer_dir, text_file, seq_len)
+    if not len(blocks):
         raise DataError(f"{text_file}: too little text for one block of {seq_len} tokens")
-    return torch.tensor(blocks, dtype=torch.long)
+    return torch.from_numpy(blocks)
 
 
 def generated_text(workdir: str, num_sentences: int, vocab_size: int, seed: int) -> tuple[str, str]:
@@ -565,6 +564,9 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
     if args.data == "random":
         return random_blocks(n_blocks, seq_len, args.vocab_size, args.seed), None, args.vocab_size
     if args.data == "blocks":
+        import numpy as np
+        import torch
+
         from .blocks import load_blocks
 
         meta, splits = load_blocks(args.blocks)
@@ -605,13 +607,9 @@ def bench(args) -> int:
     peak = device_peak_flops(device, precision, args.peak_tflops)
     peaks = {precision: peak}
     if args.data == "blocks":  # the blocks fix the length
-        from .blocks import META
-        from .io import read_json
+        from .block_files import read_meta
 
-        meta_path = Path(args.blocks, META)
-        if not meta_path.is_file():
-            raise DataError(f"{args.blocks}: no {META}; build the blocks with the tokenize_corpus rule first")
-        args.seq_lens = [read_json(meta_path)["seq_len"]]
+        args.seq_lens = [read_meta(args.blocks)["seq_len"]]
     runs = plan(args.presets, args.seq_lens, device, baseline=not args.no_baseline, with_levers=not args.no_levers)
     print(f"{len(runs)} runs on {device} ({precision}), {args.steps} steps of {args.batch_size} blocks each; "
           f"peak {peak[0] / 1e12:,.2f} TFLOP/s ({peak[1]})", flush=True)
