@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -769,7 +768,6 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     settings = Settings.from_config({**train, "seed": seed})
     tokenizer = load_tokenizer(tokenizer_dir)
     meta, blocks = load_blocks(blocks_dir)
-    blocks = {split: torch.from_numpy(np.asarray(rows, dtype=np.int64)) for split, rows in blocks.items()}
     check_blocks_match(meta, tokenizer, tokenizer_dir, blocks_dir, settings.seq_len)
     trainer = Pretrainer(settings, vocab=Vocab.of(tokenizer), blocks=blocks, meta={**meta, "path": blocks_dir},
                          device=device, checkpoint_dir=checkpoint_dir)
