@@ -155,6 +155,8 @@ rule summary_html:
         title="Summary report",
     log:
         logs("summary_html"),
+    benchmark:
+        bench("summary_html"),
     conda:
         ENV
     script:
@@ -174,6 +176,8 @@ use rule summary_html as card_html with:
         title="Model card",
     log:
         logs("card_html"),
+    benchmark:
+        bench("card_html"),
 
 
 use rule summary_html as params_html with:
@@ -192,6 +196,8 @@ use rule summary_html as params_html with:
         title="Parameter report: {model}",
     log:
         logs("params_html_{model}"),
+    benchmark:
+        bench("params_html_{model}"),
 
 
 use rule summary_html as params_html_finetuned with:
@@ -211,6 +217,8 @@ use rule summary_html as params_html_finetuned with:
         title="Parameter report: {task}/{model}",
     log:
         logs("params_html_{task}_{model}"),
+    benchmark:
+        bench("params_html_{task}_{model}"),
 
 
 FINAL_TARGETS.extend(
