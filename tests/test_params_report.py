@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
-from transformers import (BertConfig, BertForMaskedLM, BertForQuestionAnswering, BertForSequenceClassification,
-                          DistilBertConfig, DistilBertModel, RobertaConfig, RobertaForMaskedLM)
+from transformers import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
+                          BertForSequenceClassification, DistilBertConfig, DistilBertModel, RobertaConfig,
+                          RobertaForMaskedLM, RobertaForSequenceClassification)
 
 from bertflow.errors import ConfigError, DataError
-from bertflow.params_report import (architecture, check_counts, closed_form, module_table, parameter_report,
-                                    write_params_report)
+from bertflow import params_report
+from bertflow.params_report import (architecture, check_counts, closed_form, count_parameters, module_table,
+                                    parameter_report, report_markdown, safetensors_shapes, write_params_report)
 
 D, D_FF, LAYERS, VOCAB = 32, 64, 2, 150
 CONFIG = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=2,
@@ -93,3 +97,73 @@ def test_unsupported_model_type_is_a_clear_error(tmp_path):
         parameter_report(tmp_path, name="x")
     with pytest.raises(DataError, match="no config.json"):
         parameter_report(tmp_path / "missing", name="x")
+
+
+HEADER_CASES = [
+    (BertForMaskedLM, BertConfig(**CONFIG)),
+    (BertForMaskedLM, BertConfig(**CONFIG, tie_word_embeddings=False)),
+    (BertForSequenceClassification, BertConfig(**CONFIG, num_labels=3)),
+    (BertForQuestionAnswering, BertConfig(**{**CONFIG, "num_hidden_layers": 3, "type_vocab_size": 1})),
+    (RobertaForMaskedLM, RobertaConfig(**CONFIG)),
+    (RobertaForSequenceClassification, RobertaConfig(**CONFIG)),
+]
+
+
+@pytest.mark.parametrize("model_class, config", HEADER_CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_header_counts_equal_the_loaded_model(tmp_path, model_class, config):
+    """config.json + safetensors headers give the loaded model's table (same rows, same order) and totals."""
+    model_class(config).save_pretrained(tmp_path)
+    header = count_parameters(tmp_path)
+    model = model_class.from_pretrained(tmp_path)
+    assert header["table"] == module_table(model)
+    assert header["total"] == header["trainable"] == sum(p.numel() for p in model.parameters())
+    assert header["tied"] is (model.get_output_embeddings() is not None
+                              and model.get_output_embeddings().weight is model.get_input_embeddings().weight)
+    assert header["arch"] == architecture(model.config)
+    assert header["word_shape"] == list(model.get_input_embeddings().weight.shape)
+
+
+def test_report_from_headers_equals_report_from_loaded_model(tmp_path, monkeypatch):
+    """The whole JSON (but the environment) and Markdown are those of the transformers-loaded path."""
+    BertForSequenceClassification(BertConfig(**CONFIG)).save_pretrained(tmp_path / "m")
+    fast = parameter_report(tmp_path / "m", name="sst2/pretrained")
+    monkeypatch.setattr(params_report, "_header_counts", lambda model_dir: None)
+    loaded = parameter_report(tmp_path / "m", name="sst2/pretrained")
+    fast.pop("environment"), loaded.pop("environment")
+    assert fast == loaded
+    assert report_markdown(fast) == report_markdown(loaded)
+
+
+def test_sharded_and_bin_weights(tmp_path):
+    model = BertForMaskedLM(BertConfig(**CONFIG))
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    expected = sum(p.numel() for p in model.parameters())
+    assert safetensors_shapes(tmp_path / "sharded") is not None
+    assert parameter_report(tmp_path / "sharded", name="x")["parameters"]["total"] == expected
+    # .bin weights only: no header to read, so the model is loaded.
+    (tmp_path / "bin").mkdir()
+    model.config.save_pretrained(tmp_path / "bin")
+    torch.save(model.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    assert safetensors_shapes(tmp_path / "bin") is None
+    assert parameter_report(tmp_path / "bin", name="x")["parameters"]["total"] == expected
+
+
+def test_header_mismatch_falls_back_to_the_loaded_model(tmp_path):
+    """A safetensors file with tensors the model does not use (BertForPreTraining's NSP head) still reports."""
+    BertForPreTraining(BertConfig(**CONFIG)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    report = parameter_report(tmp_path, name="x")
+    assert report["parameters"]["total"] == sum(p.numel() for p in BertForMaskedLM.from_pretrained(tmp_path).parameters())
+
+
+def test_report_imports_neither_torch_nor_transformers(tmp_path):
+    """The stage reads headers only; importing transformers would cost ~10 s per report."""
+    BertForMaskedLM(BertConfig(**CONFIG)).save_pretrained(tmp_path / "m")
+    code = ("import sys; from bertflow.params_report import write_params_report; "
+            f"r = write_params_report({str(tmp_path / 'm')!r}, {str(tmp_path / 'r.json')!r}, "
+            f"{str(tmp_path / 'r.md')!r}, name='m'); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules), r['environment']['device'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("[] {'torch_imported': False")

@@ -1,6 +1,7 @@
 """Parameter report of a saved BERT-family model: architecture, counts per module, memory.
 
-Every parameter is counted from the loaded model and assigned to exactly one row of a per-module
+Every parameter is counted from the saved weights (the safetensors headers: shapes without loading
+a tensor or importing transformers) and assigned to exactly one row of a per-module
 table (embeddings, each encoder layer's attention Q/K/V/O, layer norms and feed-forward, pooler,
 task head). The same totals are then derived in closed form from the config alone; a mismatch
 means the architecture is not what the config says (or not one this report understands), and
@@ -9,6 +10,8 @@ the stage fails rather than publish numbers nobody checked.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from .errors import ConfigError, DataError
 from .io import write_json, write_text
 from .markdown import size, table
 from .provenance import environment_info
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
@@ -41,8 +46,21 @@ _EMBEDDING_PARTS = (
 _LAYER_RE = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.(.+)$")
 
 
+# Defaults transformers fills in when a config.json leaves a key out (BertConfig / RobertaConfig).
+_CONFIG_DEFAULTS = {
+    "bert": {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2},
+    "roberta": {"vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2},
+}
+# Buffers some older checkpoints store next to the weights; they are not parameters.
+_BUFFER_SUFFIXES = ("position_ids", "token_type_ids")
+
+
 def architecture(config) -> dict:
-    """The shape of the network as named in the report (from a transformers config)."""
+    """The shape of the network as named in the report (from a transformers config or config.json's dict)."""
+    if isinstance(config, dict):
+        config = _config_view(config)
     d_model, heads = config.hidden_size, config.num_attention_heads
     return {
         "model_type": config.model_type,
@@ -57,6 +75,17 @@ def architecture(config) -> dict:
         "type_vocab_size": getattr(config, "type_vocab_size", 0),
         "num_labels": getattr(config, "num_labels", None),
     }
+
+
+def _config_view(raw: dict):
+    """config.json as attributes, with transformers' defaults for the keys the report reads."""
+    from types import SimpleNamespace
+
+    values = {**_CONFIG_DEFAULTS.get(raw.get("model_type"), {}), **raw}
+    # PretrainedConfig.num_labels is len(id2label), 2 when the file names no labels.
+    values["num_labels"] = len(raw["id2label"]) if raw.get("id2label") else raw.get("num_labels", 2)
+    values.setdefault("architectures", None)
+    return SimpleNamespace(**values)
 
 
 def classify_parameter(name: str) -> tuple[str, str]:
@@ -112,7 +141,7 @@ def closed_form(arch: dict, *, has_pooler: bool, tied_decoder: bool) -> dict:
 
 
 _HEAD_FORMULAS = {
-    "masked_lm": "d^2 + d + 2d + V (+ V*d when the decoder is not tied)",
+    "masked_lm": "d^2 + d + 2d + V (+ V*d + V when the decoder is not tied)",
     "sequence_classification": "d*n + n (RoBERTa: + d^2 + d)",
     "question_answering": "2d + 2",
     "base": "0",
@@ -136,7 +165,8 @@ def _head_kind(arch: dict) -> str:
 def _head_formula(arch: dict, v: int, d: int, n: int, tied_decoder: bool) -> int:
     kind = _head_kind(arch)
     if kind == "masked_lm":
-        return d * d + d + 2 * d + v + (0 if tied_decoder else v * d)
+        # transformers 5 gives an untied decoder its own bias too (a tied one shares the head's bias).
+        return d * d + d + 2 * d + v + (0 if tied_decoder else v * d + v)
     if kind == "sequence_classification":
         dense = d * d + d if arch["model_type"] == "roberta" else 0  # RoBERTa's head has its own dense layer
         return dense + d * n + n
@@ -185,19 +215,27 @@ def folder_sizes(model_dir: str | Path) -> dict[str, int]:
     }
 
 
+def read_config(model_dir: str | Path) -> dict:
+    """config.json of a saved model, with a clear error for a folder that is not one."""
+    model_dir = Path(model_dir)
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise DataError(f"{model_dir}: no config.json; expected a folder written by save_pretrained")
+    config = json.loads(path.read_text())
+    if config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(
+            f"{model_dir}: model_type {config.get('model_type')!r} is not covered by the parameter report "
+            f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+    return config
+
+
 def load_model(model_dir: str | Path):
     """The saved model with the class its config names (BertForMaskedLM, ...ForQuestionAnswering)."""
     import transformers
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise DataError(f"{model_dir}: no config.json; expected a folder written by save_pretrained")
+    read_config(model_dir)
     config = transformers.AutoConfig.from_pretrained(model_dir)
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(
-            f"{model_dir}: model_type {config.model_type!r} is not covered by the parameter report "
-            f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
-        )
     name = (config.architectures or [None])[0]
     model_class = getattr(transformers, name, None) if name else transformers.AutoModel
     if model_class is None:
@@ -205,26 +243,159 @@ def load_model(model_dir: str | Path):
     return model_class.from_pretrained(model_dir)
 
 
-def parameter_report(model_dir: str | Path, name: str) -> dict:
-    """Architecture, counted and closed-form parameters, memory and the per-module table."""
+def safetensors_shapes(model_dir: str | Path) -> dict[str, list[int]] | None:
+    """Name -> shape of every tensor in the folder's safetensors file(s), read from the headers only
+    (no tensor data, no torch); None when the weights are in another format."""
+    from safetensors import safe_open
+
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():  # sharded: the index names the file of every tensor
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (model_dir / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return None
+    shapes = {}
+    for file in files:
+        with safe_open(str(model_dir / file), framework="numpy") as handle:
+            for key in handle.keys():
+                shapes[key] = handle.get_slice(key).get_shape()
+    return shapes
+
+
+def _numel(shape: list[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def model_parameters(shapes: dict[str, list[int]], tied_decoder: bool) -> dict[str, list[int]]:
+    """The parameters transformers would build from these saved tensors: buffers dropped, and the
+    tensors tied on load (the decoder weight to the word embeddings, the decoder bias to the head's
+    own bias; transformers 5 unties both when tie_word_embeddings is false) counted once, as
+    `named_parameters()` does."""
+    params = {}
+    for name, shape in shapes.items():
+        if name.endswith(_BUFFER_SUFFIXES):
+            continue
+        if tied_decoder and name.endswith((".decoder.weight", ".decoder.bias")):
+            continue
+        params[name] = shape
+    return params
+
+
+# Order of sibling modules in the heads transformers builds (registration order), so the table
+# lists rows as `named_parameters()` would; unknown names follow alphabetically.
+_HEAD_ORDER = ("transform", "dense", "LayerNorm", "layer_norm", "decoder", "out_proj")
+
+
+# The order transformers registers the embedding modules in (RoBERTa's differs from BERT's).
+_EMBEDDING_ORDER = {
+    "bert": ("word_embeddings", "position_embeddings", "token_type_embeddings", "embeddings.layer_norm"),
+    "roberta": ("word_embeddings", "token_type_embeddings", "embeddings.layer_norm", "position_embeddings"),
+}
+
+
+def _row_order(row: tuple[str, str], model_type: str) -> tuple:
+    group, module = row
+    if group == "embeddings":
+        return (0, _EMBEDDING_ORDER[model_type].index(module))
+    if group.startswith("layer "):
+        return (1, int(group.split()[1]), [r for r, _ in _LAYER_PARTS].index(module))
+    if group == "pooler":
+        return (2,)
+    # A module's own parameters come before its children's (named_modules order).
+    parts = module.split(".")
+    return (3, *[(_HEAD_ORDER.index(p) if p in _HEAD_ORDER else len(_HEAD_ORDER), p) for p in parts])
+
+
+def header_module_table(params: dict[str, list[int]], model_type: str = "bert") -> list[dict]:
+    """The per-module table of `module_table`, from tensor shapes instead of a loaded model."""
+    rows: dict[tuple[str, str], int] = {}
+    for name, shape in params.items():
+        key = classify_parameter(name)
+        rows[key] = rows.get(key, 0) + _numel(shape)
+    return [{"group": group, "module": module, "params": rows[(group, module)]}
+            for group, module in sorted(rows, key=lambda row: _row_order(row, model_type))]
+
+
+def _word_embeddings(params: dict[str, list[int]]) -> list[int]:
+    names = [n for n in params if "embeddings.word_embeddings." in n]
+    if len(names) != 1:
+        raise DataError(f"expected one word_embeddings tensor, found {names or 'none'}")
+    return list(params[names[0]])
+
+
+def _header_counts(model_dir: str | Path) -> dict | None:
+    """Counts from config.json and the safetensors headers; None when there is no safetensors file."""
+    config = read_config(model_dir)
+    shapes = safetensors_shapes(model_dir)
+    if shapes is None:
+        return None
+    arch = architecture(config)
+    tied = _head_kind(arch) == "masked_lm" and config.get("tie_word_embeddings", True)
+    params = model_parameters(shapes, tied)
+    table = header_module_table(params, arch["model_type"])
+    total = sum(_numel(shape) for shape in params.values())
+    return {"arch": arch, "table": table, "tied": tied, "word_shape": _word_embeddings(params),
+            "total": total, "trainable": total}  # from_pretrained leaves every parameter trainable
+
+
+def _loaded_counts(model_dir: str | Path) -> dict:
+    """The same counts from the model loaded with transformers (weights other than safetensors)."""
     model = load_model(model_dir)
-    arch = architecture(model.config)
-    table = module_table(model)
     word = model.get_input_embeddings().weight
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    tied = output is not None and output.weight is word
-    has_pooler = any(row["group"] == "pooler" for row in table)
-    expected = closed_form(arch, has_pooler=has_pooler, tied_decoder=tied)
-    check_counts(table, expected, arch, str(model_dir))
-    total = sum(p.numel() for p in model.parameters())
-    word_params = word.numel()
+    return {
+        "arch": architecture(model.config),
+        "table": module_table(model),
+        "tied": output is not None and output.weight is word,
+        "word_shape": list(word.shape),
+        "total": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def count_parameters(model_dir: str | Path) -> dict:
+    """Architecture, per-module table and totals, checked against the closed form.
+
+    Read from config.json and the safetensors headers (milliseconds, no transformers import); a
+    folder without safetensors, or whose file holds tensors the model does not use (e.g. a
+    pretraining checkpoint's extra heads), is counted from the model transformers loads instead.
+    """
+    counts = _header_counts(model_dir)
+    if counts is not None:
+        try:
+            counts["expected"] = _checked_closed_form(counts, str(model_dir))
+            return counts
+        except DataError:
+            log.info("%s: safetensors header does not match the closed form; loading the model", model_dir)
+    counts = _loaded_counts(model_dir)
+    counts["expected"] = _checked_closed_form(counts, str(model_dir))
+    return counts
+
+
+def _checked_closed_form(counts: dict, source: str) -> dict:
+    has_pooler = any(row["group"] == "pooler" for row in counts["table"])
+    expected = closed_form(counts["arch"], has_pooler=has_pooler, tied_decoder=counts["tied"])
+    check_counts(counts["table"], expected, counts["arch"], source)
+    return expected
+
+
+def parameter_report(model_dir: str | Path, name: str) -> dict:
+    """Architecture, counted and closed-form parameters, memory and the per-module table."""
+    counts = count_parameters(model_dir)
+    arch, expected, total, tied = counts["arch"], counts["expected"], counts["total"], counts["tied"]
+    word_params = _numel(counts["word_shape"])
     return {
         "name": name,
         "model_dir": str(model_dir),
         **arch,
         "parameters": {
             "total": total,
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "trainable": counts["trainable"],
             "embeddings": expected["embeddings"],
             "encoder": expected["encoder"],
             "per_layer": expected["per_layer"],
@@ -233,10 +404,10 @@ def parameter_report(model_dir: str | Path, name: str) -> dict:
             "tied_word_embeddings": tied,
         },
         "closed_form": {**expected, "matches_counted": True},
-        "word_embeddings": {"shape": list(word.shape), "params": word_params, "bytes": memory(word_params)},
+        "word_embeddings": {"shape": counts["word_shape"], "params": word_params, "bytes": memory(word_params)},
         "memory_bytes": memory(total),
         "files": folder_sizes(model_dir),
-        "modules": table,
+        "modules": counts["table"],
         "environment": environment_info(),
     }
 
@@ -269,7 +440,7 @@ def report_markdown(report: dict) -> str:
                    [[part, cf["formula"][part], f"{cf[part]:,}"] for part in ("embeddings", "per_layer", "pooler", "head")]
                    + [["**total**", f"embeddings + {report['layers']} x per_layer + pooler + head", f"**{cf['total']:,}**"]],
                    numeric={2})
-    lines += ["", f"Counted from the loaded model: {params['total']:,} (matches).", "", "## Per module", ""]
+    lines += ["", f"Counted from the saved weights: {params['total']:,} (matches).", "", "## Per module", ""]
     lines += table(["group", "module", "parameters", "share"],
                    [[row["group"], row["module"], f"{row['params']:,}", f"{100 * row['params'] / params['total']:.2f}%"]
                     for row in report["modules"]], numeric={2, 3})
