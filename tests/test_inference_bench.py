@@ -60,3 +60,19 @@ def test_log_axis_ticks_are_plain_numbers():
     fig.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "128", "512"]
     plt.close(fig)
+
+
+def test_every_model_gets_its_own_memory_figure_and_the_json_records_the_device(tmp_path):
+    """Peak RSS never goes down within a process: models after the first would read ~0 MB without
+    a process of their own (docs/results/cpu-stage-overhead/inference_isolation.txt)."""
+    import json
+
+    plots = {k: str(tmp_path / f"{k}.png") for k in ("latency_vs_seq_len", "memory_vs_seq_len", "memory_vs_batch_size")}
+    models = {name: tiny_model(tmp_path / name) for name in ("a", "b")}
+    rows = benchmark_models(models=models, out_csv=str(tmp_path / "b.csv"), out_json=str(tmp_path / "b.json"),
+                            plots=plots, seq_lens=[32, 64], batch_sizes=[8, 16], fixed_batch=16, fixed_seq_len=32,
+                            warmup=1, repeats=1, device="cpu")
+    for name in models:  # a 16 x 64 batch needs well over 1 MB of activations
+        assert max(r["peak_memory_mb"] for r in rows if r["model"] == name) > 1
+    device = json.loads((tmp_path / "b.json").read_text())["environment"]["device"]
+    assert device["cuda_available"] is False and device["cpu_threads"] >= 1
