@@ -97,6 +97,19 @@ def test_fill_mask_example_is_a_held_out_sentence_with_a_known_word_masked(stage
     assert f"fill({example!r})" in card.text
 
 
+def test_word_encoder_without_transformers_matches_autotokenizer(stage_outputs):
+    """The card reads the tokenizer with `tokenizers` alone: same ids, mask and unk as AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    from bertflow.card import _word_encoder
+
+    encode, mask, unk = _word_encoder(stage_outputs["model"])
+    tokenizer = AutoTokenizer.from_pretrained(stage_outputs["model"])
+    assert (mask, unk) == (tokenizer.mask_token, tokenizer.unk_token_id)
+    words = open(stage_outputs["validation_text"], encoding="utf-8").read().split()[:2000] + ["Zebra", "naïve", "x"]
+    assert [encode(w) for w in words] == [tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
+
+
 def test_question_answering_snippet_runs(stage_outputs, tmp_path):
     """The card's QA code, run as written against a (random) SQuAD-head model of the same shape."""
     import re

@@ -170,9 +170,7 @@ def fill_mask_example(validation_text: str, tokenizer_dir: str, *, min_words: in
                       max_lines: int = 5000) -> str | None:
     """The first held-out sentence of min..max words with a word the vocabulary holds whole (one
     token, letters only, not the first word) replaced by the mask token; its longest such word."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    encode, mask_token, unk_id = _word_encoder(tokenizer_dir)
     with open(validation_text, encoding="utf-8") as handle:
         for line in itertools.islice(handle, max_lines):
             for sentence in re.split(r"(?<=[.!?])\s+", line.strip()):
@@ -180,12 +178,35 @@ def fill_mask_example(validation_text: str, tokenizer_dir: str, *, min_words: in
                 if not min_words <= len(words) <= max_words:
                     continue
                 known = [i for i, word in enumerate(words[1:], 1) if word.isalpha() and len(word) >= 3
-                         and len(ids := tokenizer(word, add_special_tokens=False)["input_ids"]) == 1
-                         and ids[0] != tokenizer.unk_token_id]
+                         and len(ids := encode(word)) == 1 and ids[0] != unk_id]
                 if known:
                     masked = max(known, key=lambda i: len(words[i]))
-                    return " ".join(words[:masked] + [tokenizer.mask_token] + words[masked + 1:])
+                    return " ".join(words[:masked] + [mask_token] + words[masked + 1:])
     return None
+
+
+def _word_encoder(tokenizer_dir: str):
+    """(ids of a text without special tokens, mask token, unk id) of a saved tokenizer: read with the
+    `tokenizers` library from tokenizer.json (a fraction of a second; transformers' AutoTokenizer
+    imports torch, about 5 s of CPU), through transformers for a folder without one."""
+    path = Path(tokenizer_dir)
+    if (path / "tokenizer.json").is_file() and (path / "tokenizer_config.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        special = read_json(path / "tokenizer_config.json")
+        mask, unk = (_token_text(special.get(key)) for key in ("mask_token", "unk_token"))
+        if mask and unk:
+            return (lambda text: tokenizer.encode(text, add_special_tokens=False).ids), mask, tokenizer.token_to_id(unk)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return (lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]), tokenizer.mask_token, tokenizer.unk_token_id
+
+
+def _token_text(token) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string, or an AddedToken dict."""
+    return token.get("content") if isinstance(token, dict) else token
 
 
 QA_SNIPPET = """\
