@@ -35,7 +35,8 @@ def test_stage_without_torch_never_imports_it(tmp_path):
 
 
 def test_torch_imported_later_gets_the_stage_threads_and_device_info(tmp_path):
-    out = run_stage(tmp_path, "import torch; after = [torch.get_num_threads(), environment_info()['device']]")
+    out = run_stage(tmp_path, "import importlib.util, transformers; assert importlib.util.find_spec(\"torch\"); "
+                               "import torch; after = [torch.get_num_threads(), environment_info()[\"device\"]]")
     threads, device = out["after"]
     assert out["imported_by_stage"] is False
     assert threads == 3  # set on import, as set_num_threads did before

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
-import importlib.util
+import importlib.machinery
 import logging
 import os
 import sys
@@ -87,14 +87,17 @@ class _SetThreadsOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname != self.module:
             return None
-        sys.meta_path.remove(self)  # one shot; the real finders locate the module
-        spec = importlib.util.find_spec(fullname)
+        # The path finders locate it; an availability probe (transformers' find_spec("torch"))
+        # only gets a spec, so the hook stays until the module is really executed.
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            exec_module, threads = spec.loader.exec_module, self.threads
+            exec_module, finder = spec.loader.exec_module, self
 
             def exec_then_limit(module):
                 exec_module(module)
-                module.set_num_threads(threads)
+                if finder in sys.meta_path:
+                    sys.meta_path.remove(finder)
+                module.set_num_threads(finder.threads)
 
             spec.loader.exec_module = exec_then_limit
         return spec
