@@ -163,7 +163,7 @@ def run(function: Callable, spec: dict, num_processes: int) -> None:
     if num_processes == 1:
         function(**spec)
     else:
-        from .pretrain import resolve_device
+        from .runtime import resolve_device
 
         launch(function.__module__, spec, num_processes, cpu=resolve_device(spec["device"]) == "cpu")
 

@@ -27,8 +27,8 @@ import torch
 from .checks import require_supported_model, require_supported_model_type
 from .errors import ConfigError, DataError
 from .io import read_json, save_tokenizer, write_json, write_text
-from .pretrain import make_accelerator, resolve_device, resolve_precision
 from .provenance import environment_info
+from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +293,9 @@ class FineTuner:
         from .tracking import Tracker
 
         self.task, self.settings, self.seed, self.reduction = task, settings, seed, reduction
-        self.precision = resolve_precision(settings.precision, resolve_device(device))
-        self.accelerator = make_accelerator(resolve_device(device))
+        device = resolve_device(device)
+        self.precision = resolve_precision(settings.precision, device)
+        self.accelerator = make_accelerator(device)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         self.features = features
         self.train_data, self.eval_data = features["train"], features["eval"]
@@ -319,8 +320,7 @@ class FineTuner:
         self.log_every = max(1, self.steps_per_epoch // 10)
 
     def autocast(self):
-        device_type = self.accelerator.device.type
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.accelerator.device.type, self.precision)
 
     def _batch(self, data: dict, lengths: torch.Tensor, index: torch.Tensor) -> dict:
         """Rows `index`, cut to the batch's longest row (dynamic padding; the attention mask makes

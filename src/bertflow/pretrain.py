@@ -43,11 +43,12 @@ from torch import nn
 
 from .block_loader import BlockLoader, head_rows
 from .blocks import load_blocks, tokenizer_fingerprint
-from .errors import ConfigError, DataError, ResourceError
+from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json
 from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
+from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
 
@@ -160,34 +161,6 @@ def build_optimizer(model: nn.Module, settings: Settings, on_cuda: bool) -> torc
 
 def _seed(settings: Settings) -> int:
     return 0 if settings.seed is None else settings.seed
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ResourceError(
-            "device: 'cuda' was requested but no GPU is visible (torch.cuda.is_available() is False); "
-            "set device: auto or cpu, or run on a GPU node"
-        )
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    if precision == "auto":
-        return "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
-
-
-def make_accelerator(device: str):
-    """Accelerate places the model and wraps DDP; bf16 autocast is ours (see `autocast`), because
-    Accelerate's mixed-precision setting is fixed once per process."""
-    from accelerate import Accelerator
-
-    return Accelerator(cpu=device == "cpu")
-
-
-# --------------------------------------------------------------------------- checkpoints
 
 
 def fingerprint(settings: Settings, meta: dict, world_size: int) -> str:
@@ -431,7 +404,7 @@ class Pretrainer:
     # -- steps
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.device.type, self.precision)
 
     def micro_batches(self, epoch: int, step: int):
         """This rank's micro-batches for one optimizer step."""

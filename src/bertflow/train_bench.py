@@ -599,7 +599,7 @@ def bench(args) -> int:
         return 0
     import torch
 
-    from .pretrain import resolve_device, resolve_precision
+    from .runtime import resolve_device, resolve_precision
     from .provenance import environment_info
 
     device = resolve_device(args.device)
