@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import yaml
-from conftest import REPO
+from support.workflow import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 from environment_yml import pins, render  # noqa: E402

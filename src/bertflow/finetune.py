@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .checks import require_supported_model, require_supported_model_type
+from .distributed import spec_main
 from .errors import ConfigError, DataError
 from .io import read_json, save_tokenizer, write_json, write_text
 from .provenance import environment_info
@@ -513,11 +514,8 @@ def summarize_seeds(metric_files: list[str], out: str) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process."""
-    from .distributed import entry_point
-
-    return entry_point(finetune, argv)
+# `python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process.
+main = spec_main(finetune)
 
 
 if __name__ == "__main__":

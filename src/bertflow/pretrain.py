@@ -43,6 +43,7 @@ from torch import nn
 
 from .block_loader import BlockLoader, head_rows
 from .blocks import load_blocks, tokenizer_fingerprint
+from .distributed import spec_main
 from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json
 from .masking import Masker, fixed_eval_masks
@@ -839,11 +840,8 @@ def benchmark_steps(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bertflow.pretrain SPEC.json`: the entry a distributed launcher starts per process."""
-    from .distributed import entry_point
-
-    return entry_point(pretrain, argv, exit_codes={StopRequested: 143})
+# `python -m bertflow.pretrain SPEC.json`: the entry a distributed launcher starts per process.
+main = spec_main(pretrain, exit_codes={StopRequested: 143})
 
 
 if __name__ == "__main__":
