@@ -1,4 +1,4 @@
-"""The package's import graph has no cycle."""
+"""The package's import graph: no cycle, and the stages never import the benchmark harness."""
 
 from __future__ import annotations
 
@@ -74,3 +74,10 @@ def test_find_cycle_reports_a_cycle():
 def test_no_import_cycle_in_the_package():
     assert find_cycle(import_graph()) is None
 
+
+
+def test_stages_do_not_import_the_benchmarks():
+    graph = import_graph()
+    upward = {(m, i) for m, imports in graph.items() if not m.startswith("bertflow.bench")
+              for i in imports if i.startswith("bertflow.bench")}
+    assert not upward, f"modules outside bertflow.bench import it: {sorted(upward)}"
