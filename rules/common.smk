@@ -21,6 +21,7 @@ min_version("9.0")
 
 # ---- Start-up checks (bertflow.checks): the config must be able to run before any job starts
 
+
 def config_sources():
     """Where the config came from (the --configfile files, the defaults file, the --config keys)."""
     sources = [str(path) for path in dict.fromkeys(map(str, workflow.configfiles))]
