@@ -72,7 +72,7 @@ rule finetune:
         metrics=results("finetune", "{task}", "{model}", "seed{seed}", "metrics.json"),
         predictions=results("finetune", "{task}", "{model}", "seed{seed}", "predictions.json"),
         epochs=results("finetune", "{task}", "{model}", "seed{seed}", "epochs.csv"),
-        model=directory(results("finetune", "{task}", "{model}", "seed{seed}", "model")),
+        model=directory(finetuned_model_dir("{task}", "{model}", "{seed}")),
     log:
         logs("finetune_{task}_{model}_seed{seed}"),
     benchmark:

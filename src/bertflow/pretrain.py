@@ -50,6 +50,7 @@ from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
+from .settings import from_config
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
 
@@ -97,11 +98,7 @@ class Settings:
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(section) - known - {"num_processes"}
-        if unknown:
-            raise ConfigError(f"pretrain: unknown keys {sorted(unknown)}")
-        return cls(**{k: v for k, v in section.items() if k in known})
+        return from_config(cls, section, "pretrain", ignore=("num_processes",))  # num_processes: the launcher's
 
 
 # --------------------------------------------------------------------------- model pieces
