@@ -1,4 +1,5 @@
-"""Unit tests of fine-tuning pieces: data validation, QA features and decoding, parameter accounting, vocab reduction."""
+"""Unit tests of fine-tuning pieces: data validation, QA features and decoding, parameter accounting,
+vocab reduction."""
 
 from __future__ import annotations
 
