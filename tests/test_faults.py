@@ -23,7 +23,7 @@ from bertflow.errors import ConfigError, DataError, PipelineError, ResourceError
 from bertflow.stage import OFFLINE_ENV, failure_cause, stage
 from bertflow.task_data import read_squad_json, read_sst2_tsv
 
-from conftest import REPO, TINY_CONFIG, snakemake, write_config
+from support.workflow import REPO, TINY_CONFIG, snakemake, write_config
 
 SCHEMA = checks.load_schema(REPO / "config" / "config.schema.yaml")
 

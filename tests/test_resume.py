@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from conftest import snakemake, snakemake_command, write_config
+from support.workflow import snakemake, snakemake_command, write_config
 
 PRETRAIN_OUTPUTS = ("model", "perplexity.csv", "perplexity.png", "train_info.json")
 
