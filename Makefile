@@ -1,4 +1,5 @@
-# One command each: `make run` (set up + run the default workflow), `make test` (set up + test suite).
+# One command each: `make run` (set up + run the default workflow), `make test` (set up + test suite),
+# `make lint` (snakemake --lint and snakefmt --check).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -25,8 +26,10 @@ dry-run: setup
 test: setup
 	$(BIN)/python -m pytest -q --durations=15 tests
 
+# The workflow's style: Snakemake's own linter and snakefmt (settings in pyproject.toml).
 lint: setup
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
 
 clean:
 	rm -rf results resources logs benchmarks .snakemake

@@ -4,6 +4,7 @@ import os
 # Hub upload -> SST-2 / SQuAD fine-tuning -> benchmarks -> one summary report.
 # Run: `snakemake --cores 1 --resources gpu=1` (see README.md); every stage is a cached file target.
 
+
 # The defaults live beside the Snakefile; `--configfile my.yaml` overrides any of their keys.
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 

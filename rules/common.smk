@@ -21,6 +21,7 @@ min_version("9.0")
 
 # ---- Start-up checks (bertflow.checks): the config must be able to run before any job starts
 
+
 def config_sources():
     """Where the config came from (the --configfile files, the defaults file, the --config keys)."""
     sources = [str(path) for path in dict.fromkeys(map(str, workflow.configfiles))]
@@ -135,6 +136,11 @@ def finetune_summary(task, model):
     return results("finetune", task, model, "summary.json")
 
 
+def finetuned_model_dir(task, model, seed):
+    """The weights of one fine-tuning run (`seed` a number, or "{seed}" in a rule's output)."""
+    return results("finetune", task, model, f"seed{seed}", "model")
+
+
 def inference_benchmark_csv():
     return results("benchmark", "inference.csv")
 
@@ -225,7 +231,7 @@ def benchmarked_models(wildcards):
         seed = FINETUNE["seeds"][0]
         for task in TASKS:
             for model in finetune_models():
-                models[f"{model}-{task}"] = results("finetune", task, model, f"seed{seed}", "model")
+                models[f"{model}-{task}"] = finetuned_model_dir(task, model, seed)
     return models
 
 

@@ -6,14 +6,14 @@ rule download_corpus:
     """The only corpus step that touches the network: save a Hub dataset to disk."""
     output:
         directory(results("downloads", "corpus")),
-    params:
-        hub=CORPUS["hub"],
     log:
         logs("download_corpus"),
     benchmark:
         bench("download_corpus")
     conda:
         ENV
+    params:
+        hub=CORPUS["hub"],
     script:
         "../scripts/download_corpus.py"
 
@@ -21,7 +21,8 @@ rule download_corpus:
 # Validation split off the training text (no validation files or Hub split given): only then do the
 # split's keys change the result.
 SPLIT_OFF = not (
-    CORPUS["local"]["validation"] if CORPUS["source"] == "local"
+    CORPUS["local"]["validation"]
+    if CORPUS["source"] == "local"
     else CORPUS["source"] == "hub" and CORPUS["hub"]["validation_split"]
 )
 
@@ -35,6 +36,12 @@ rule prepare_corpus:
         train=results("corpus", "train.txt"),
         validation=results("corpus", "validation.txt"),
         stats=results("corpus", "stats.json"),
+    log:
+        logs("prepare_corpus"),
+    benchmark:
+        bench("prepare_corpus")
+    conda:
+        ENV
     params:
         source=CORPUS["source"],
         generated=CORPUS["generated"] if CORPUS["source"] == "generated" else None,
@@ -47,11 +54,5 @@ rule prepare_corpus:
         max_lines=CORPUS["max_lines"],
         max_line_chars=CORPUS["max_line_chars"],
         seed=config["seed"],
-    log:
-        logs("prepare_corpus"),
-    benchmark:
-        bench("prepare_corpus")
-    conda:
-        ENV
     script:
         "../scripts/prepare_corpus.py"

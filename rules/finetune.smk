@@ -13,14 +13,14 @@ rule download_task_data:
     """Save a task's Hub dataset (glue/sst2, squad) to disk; the only fine-tuning step with network."""
     output:
         directory(results("downloads", "{task}")),
-    params:
-        hub=lambda wildcards: {k: FINETUNE[wildcards.task]["hub"][k] for k in ("name", "config", "revision")},
     log:
         logs("download_{task}"),
     benchmark:
         bench("download_{task}")
     conda:
         ENV
+    params:
+        hub=lambda wildcards: {k: FINETUNE[wildcards.task]["hub"][k] for k in ("name", "config", "revision")},
     script:
         "../scripts/download_task_data.py"
 
@@ -29,14 +29,14 @@ rule download_model:
     """Snapshot of a baseline model from the Hub (finetune.baselines: name -> model id)."""
     output:
         directory(results("downloads", "models", "{model}")),
-    params:
-        repo_id=lambda wildcards: FINETUNE["baselines"][wildcards.model],
     log:
         logs("download_model_{model}"),
     benchmark:
         bench("download_model_{model}")
     conda:
         ENV
+    params:
+        repo_id=lambda wildcards: FINETUNE["baselines"][wildcards.model],
     script:
         "../scripts/download_model.py"
 
@@ -48,16 +48,16 @@ rule prepare_task_data:
     output:
         train=results("data", "{task}", "train.{ext}"),
         validation=results("data", "{task}", "validation.{ext}"),
-    wildcard_constraints:
-        ext="tsv|json",
-    params:
-        data=task_data_params,
     log:
         logs("prepare_{task}_{ext}"),
     benchmark:
         bench("prepare_{task}_{ext}")
+    wildcard_constraints:
+        ext="tsv|json",
     conda:
         ENV
+    params:
+        data=task_data_params,
     script:
         "../scripts/prepare_task_data.py"
 
@@ -72,20 +72,20 @@ rule finetune:
         metrics=results("finetune", "{task}", "{model}", "seed{seed}", "metrics.json"),
         predictions=results("finetune", "{task}", "{model}", "seed{seed}", "predictions.json"),
         epochs=results("finetune", "{task}", "{model}", "seed{seed}", "epochs.csv"),
-        model=directory(results("finetune", "{task}", "{model}", "seed{seed}", "model")),
-    params:
-        settings=task_train_settings,
-        device=config["device"],
-        num_processes=FINETUNE["num_processes"],
-    resources:
-        gpu=gpus(FINETUNE["num_processes"]),
-    threads: workflow.cores
+        model=directory(finetuned_model_dir("{task}", "{model}", "{seed}")),
     log:
         logs("finetune_{task}_{model}_seed{seed}"),
     benchmark:
         bench("finetune_{task}_{model}_seed{seed}")
     conda:
         ENV
+    threads: workflow.cores
+    resources:
+        gpu=gpus(FINETUNE["num_processes"]),
+    params:
+        settings=task_train_settings,
+        device=config["device"],
+        num_processes=FINETUNE["num_processes"],
     script:
         "../scripts/finetune.py"
 
@@ -106,6 +106,4 @@ rule finetune_summary:
         "../scripts/finetune_summary.py"
 
 
-FINAL_TARGETS.extend(
-    finetune_summary(task, model) for task in TASKS for model in finetune_models()
-)
+FINAL_TARGETS.extend(finetune_summary(task, model) for task in TASKS for model in finetune_models())

@@ -24,6 +24,15 @@ rule pretrain:
             category="Pretraining",
         ),
         info=results("pretrain", "train_info.json"),
+    log:
+        logs("pretrain"),
+    benchmark:
+        bench("pretrain")
+    conda:
+        ENV
+    threads: workflow.cores
+    resources:
+        gpu=gpus(PRETRAIN["num_processes"]),
     params:
         train=sorted_keys({k: v for k, v in PRETRAIN.items() if k not in ("num_processes", *PRETRAIN_WATCH_KEYS)}),
         watch_keys=PRETRAIN_WATCH_KEYS,
@@ -31,15 +40,6 @@ rule pretrain:
         seed=seed_for("pretrain"),
         checkpoint_dir=results("pretrain", "checkpoints"),
         num_processes=PRETRAIN["num_processes"],
-    resources:
-        gpu=gpus(PRETRAIN["num_processes"]),
-    threads: workflow.cores
-    log:
-        logs("pretrain"),
-    benchmark:
-        bench("pretrain")
-    conda:
-        ENV
     script:
         "../scripts/pretrain.py"
 

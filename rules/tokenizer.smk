@@ -6,16 +6,16 @@ rule train_tokenizer:
     output:
         tokenizer=directory(results("tokenizer")),
         report=results("reports", "tokenizer.json"),
-    params:
-        tokenizer=config["tokenizer"],
-        seed=config["seed"],
-    threads: workflow.cores
     log:
         logs("train_tokenizer"),
     benchmark:
         bench("train_tokenizer")
     conda:
         ENV
+    threads: workflow.cores
+    params:
+        tokenizer=config["tokenizer"],
+        seed=config["seed"],
     script:
         "../scripts/train_tokenizer.py"
 
@@ -28,15 +28,15 @@ rule tokenize_corpus:
         validation=rules.prepare_corpus.output.validation,
     output:
         blocks=directory(results("blocks")),
-    params:
-        seq_len=config["pretrain"]["seq_len"],
-    threads: workflow.cores
     log:
         logs("tokenize_corpus"),
     benchmark:
         bench("tokenize_corpus")
     conda:
         ENV
+    threads: workflow.cores
+    params:
+        seq_len=config["pretrain"]["seq_len"],
     script:
         "../scripts/tokenize_corpus.py"
 

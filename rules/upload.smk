@@ -25,14 +25,14 @@ rule upload_folder:
         plot=rules.pretrain.output.plot,
     output:
         folder=directory(results("upload", "folder")),
-    params:
-        tasks=list(CARD_SUMMARIES),
     log:
         logs("upload_folder"),
     benchmark:
         bench("upload_folder")
     conda:
         ENV
+    params:
+        tasks=list(CARD_SUMMARIES),
     script:
         "../scripts/upload_folder.py"
 
@@ -43,14 +43,14 @@ rule upload:
         folder=rules.upload_folder.output.folder,
     output:
         receipt=results("upload", "receipt.json"),
-    params:
-        settings=dict(sorted(UPLOAD.items())),  # key order in the config file must not look like a change
     log:
         logs("upload"),
     benchmark:
         bench("upload")
     conda:
         ENV
+    params:
+        settings=dict(sorted(UPLOAD.items())),  # key order in the config file must not look like a change
     script:
         "../scripts/upload.py"
 

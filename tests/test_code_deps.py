@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import REPO
+from support.workflow import REPO
 
 from bertflow.code_deps import code_digest, imported_names, stage_files
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from support.workflow import REPO
 
 from bertflow import corpus, synthetic
 from bertflow.block_files import BlockFileWriter

@@ -28,7 +28,7 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture
 def tests_on_path(monkeypatch):
-    """The launched processes import `helpers_distributed` from tests/."""
+    """The launched processes import `support.distributed` from tests/."""
     monkeypatch.setenv("PYTHONPATH", f"{TESTS}:{os.environ.get('PYTHONPATH', '')}")
 
 
@@ -36,7 +36,7 @@ def traced_launch(entry: str, spec: dict, out: Path, tmp_path: Path, processes: 
     """Launch `entry` in `processes` gloo processes; returns rank -> paths it wrote under `out`."""
     trace = tmp_path / f"trace-{out.name}"
     log = io.StringIO()
-    launch("helpers_distributed", {**spec, "_entry": entry, "_watch": str(out), "_trace": str(trace)},
+    launch("support.distributed", {**spec, "_entry": entry, "_watch": str(out), "_trace": str(trace)},
            processes, cpu=True, stream=log)
     return {r: (trace / f"rank{r}.txt").read_text().split("\n")[:-1] if (trace / f"rank{r}.txt").exists() else []
             for r in range(processes)}
@@ -223,7 +223,7 @@ def test_distributed_finetuning_matches_single_process_and_only_rank0_writes(tin
 def test_workflow_launches_num_processes_for_pretraining_and_finetuning(tiny_run_copy, tmp_path):
     """pretrain.num_processes / finetune.num_processes reach the launcher through the rules: the
     stages rerun (a changed process count is a changed stage) and each runs as 2 gloo processes."""
-    from conftest import snakemake, write_config
+    from support.workflow import snakemake, write_config
 
     config = write_config(tmp_path / "two.yaml", pretrain={"num_processes": 2, "batch_size": 8},
                           finetune={"num_processes": 2, "sst2": {"batch_size": 4}})

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 
 import yaml
-from conftest import REPO
 
-sys.path.insert(0, str(REPO / "tools"))
+from support.workflow import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
 from environment_yml import pins, render  # noqa: E402
 
 
 def test_environment_yml_is_generated_from_requirements():
-    assert (REPO / "environment.yml").read_text() == render(), "run: python tools/environment_yml.py"
+    assert (REPO / "environment.yml").read_text() == render(), "run: python scripts/environment_yml.py"
 
 
 def test_environment_pins_equal_requirements_and_need_no_relative_paths():

@@ -20,10 +20,10 @@ import yaml
 
 from bertflow import checks
 from bertflow.errors import ConfigError, DataError, PipelineError, ResourceError
-from bertflow.stage import failure_cause, stage
+from bertflow.stage import OFFLINE_ENV, failure_cause, stage
 from bertflow.task_data import read_squad_json, read_sst2_tsv
 
-from conftest import REPO, TINY_CONFIG, snakemake, write_config
+from support.workflow import REPO, TINY_CONFIG, snakemake, write_config
 
 SCHEMA = checks.load_schema(REPO / "config" / "config.schema.yaml")
 
@@ -250,7 +250,11 @@ def test_baseline_names_must_not_collide():
 # ----------------------------------------------------------------------------- 15.8 failure lines
 
 
-def test_foreign_exception_ends_the_log_with_its_type_and_message(tmp_path):
+def test_foreign_exception_ends_the_log_with_its_type_and_message(tmp_path, monkeypatch):
+    # stage() sets the offline variables in this process: undo them after the test, or every later
+    # test's Snakemake (the loopback Hub upload) would inherit HF_HUB_OFFLINE.
+    for key in OFFLINE_ENV:
+        monkeypatch.setenv(key, "1")
     smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="finetune", threads=None)
     with pytest.raises(RuntimeError):
         with stage(smk):

@@ -17,7 +17,7 @@ from bertflow import finetune as ft
 from bertflow.io import read_json, write_json
 from bertflow.task_data import prepare_squad, prepare_sst2
 
-from helpers_finetune import make_tiny_model
+from support.finetune import make_tiny_model
 
 
 @pytest.fixture(scope="module")

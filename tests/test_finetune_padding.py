@@ -14,7 +14,7 @@ from bertflow.io import read_json
 from bertflow.qa import decode_answers
 from bertflow.task_data import prepare_squad, prepare_sst2
 
-from helpers_finetune import make_tiny_model
+from support.finetune import make_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import collections
 
 import yaml
 
-from conftest import REPO, snakemake, write_config
+from support.workflow import REPO, snakemake, write_config
 
 
 def planned_jobs(workdir, configfile) -> collections.Counter:

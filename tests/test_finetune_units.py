@@ -1,4 +1,5 @@
-"""Unit tests of fine-tuning pieces: metrics, data validation, QA decoding, vocab reduction."""
+"""Unit tests of fine-tuning pieces: data validation, QA features and decoding, parameter accounting,
+vocab reduction."""
 
 from __future__ import annotations
 
@@ -12,42 +13,10 @@ from bertflow import task_data
 from bertflow.errors import DataError
 from bertflow.finetune import load_task_model, parameter_accounting
 from bertflow.qa import decode_answers, eval_features, train_features
-from bertflow.squad_metrics import exact_match, f1, normalize_answer, squad_scores
 from bertflow.synthetic_tasks import generate_squad, generate_sst2
 from bertflow.vocab_reduction import VocabReduction
 
-from helpers_finetune import make_tiny_model
-
-
-# ----------------------------------------------------------------------------- SQuAD metrics
-
-
-@pytest.mark.parametrize("raw, normalized", [
-    ("The Eiffel Tower!", "eiffel tower"),
-    ("  an   apple, a day ", "apple day"),
-    ("Theatre of the Absurd", "theatre of absurd"),  # 'the' only as a whole word
-    ("U.S.A.", "usa"),
-    ("", ""),
-])
-def test_normalize_answer_follows_the_official_script(raw, normalized):
-    assert normalize_answer(raw) == normalized
-
-
-def test_exact_match_and_f1_on_hand_made_cases():
-    assert exact_match("the Denver Broncos", "Denver Broncos") == 1.0
-    assert exact_match("Broncos", "Denver Broncos") == 0.0
-    # pred {denver, broncos, won} vs gold {denver, broncos}: P 2/3, R 1 -> F1 0.8
-    assert f1("Denver Broncos won", "Denver Broncos") == pytest.approx(0.8)
-    assert f1("Carolina", "Denver Broncos") == 0.0
-    assert f1("", "Denver") == 0.0
-
-
-def test_scores_take_the_best_gold_answer_and_count_missing_predictions():
-    answers = {"q1": ["Denver Broncos", "Broncos"], "q2": ["paris"], "q3": ["blue"]}
-    scores = squad_scores(answers, {"q1": "broncos", "q2": "in paris"})
-    assert scores["exact_match"] == pytest.approx(100 / 3)
-    assert scores["f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
-    assert scores["questions"] == 3 and scores["predicted"] == 2
+from support.finetune import make_tiny_model
 
 
 # ----------------------------------------------------------------------------- data validation

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO, snakemake
+from support.workflow import REPO, snakemake
 
 SHARED = REPO.parent / "shared" / "data"
 GPU_CONFIG = REPO / "config" / "gpu_wikibooks.yaml"

@@ -1,4 +1,4 @@
-"""Hub upload with the real huggingface_hub client against a loopback Hub (tests/fake_hub.py).
+"""Hub upload with the real huggingface_hub client against a loopback Hub (tests/support/fake_hub.py).
 
 Xet is off (HF_HUB_DISABLE_XET) so the client uses preupload + LFS batch/PUT + NDJSON commit,
 which the loopback server implements with the Hub's hashing rules. One opt-in test pushes to
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_hub import FakeHub
-from helpers_report import make_stage_outputs, write_card
+from support.fake_hub import FakeHub
+from support.report import make_stage_outputs, write_card
 from huggingface_hub import ModelCard
 
 from bertflow.errors import ConfigError, ResourceError

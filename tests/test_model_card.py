@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers_report import PERPLEXITY_ROWS, SQUAD, SST2, make_stage_outputs, write_card
+from support.report import PERPLEXITY_ROWS, SQUAD, SST2, make_stage_outputs, write_card
 from huggingface_hub import ModelCard
 
 from bertflow.errors import DataError
@@ -38,7 +38,7 @@ def test_body_has_architecture_training_and_perplexity_tables(stage_outputs, tmp
     card = write_card(stage_outputs, str(tmp_path / "README.md"))
     text = card.text
     assert "| layers | d_model | d_ff | heads | head dim |" in text
-    assert "| 1 | 32 | 64 | 2 | 16 |" in text  # the tiny model of helpers_finetune
+    assert "| 1 | 32 | 64 | 2 | 16 |" in text  # the tiny model of support.finetune
     assert "| tokens seen | 81,920 |" in text and "| epochs / steps | 2 / 80 |" in text
     assert "| hardware | CPU (1 threads, 1 process(es)) |" in text and "| wall time | 24 s" in text
     for row in PERPLEXITY_ROWS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import snakemake, write_config
+from support.workflow import snakemake, write_config
 
 from bertflow.synthetic import generate_corpus
 from bertflow.synthetic_tasks import generate_sst2

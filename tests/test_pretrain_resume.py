@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers_pretrain import tokenized_corpus
+from support.pretrain import tokenized_corpus
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ from bertflow.block_files import open_split, read_meta
 from bertflow.blocks import build_blocks, load_blocks
 from bertflow.errors import ConfigError, DataError, ResourceError
 from bertflow.masking import Masker, fixed_eval_masks
-from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match, resolve_device
+from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match
+from bertflow.runtime import resolve_device
 from bertflow.tokenizer import load_tokenizer
-from helpers_pretrain import generated_tokenizer, random_block_folder
+from support.pretrain import generated_tokenizer, random_block_folder
 
 SPECIALS = (0, 1, 2, 3, 4)
 

@@ -10,10 +10,10 @@ import re
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG, snakemake
-from fake_hub import FakeHub
+from support.workflow import TINY_CONFIG, snakemake
+from support.fake_hub import FakeHub
 from huggingface_hub import ModelCard
-from report_browser import find_chromium, open_result
+from support.report_browser import find_chromium, open_result
 
 from test_workflow import planned_rules
 

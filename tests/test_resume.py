@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from conftest import snakemake, snakemake_command, write_config
+from support.workflow import snakemake, snakemake_command, write_config
 
 PRETRAIN_OUTPUTS = ("model", "perplexity.csv", "perplexity.png", "train_info.json")
 
@@ -48,17 +48,26 @@ def pretraining_process(workflow: subprocess.Popen) -> psutil.Process:
 def fresh_pretraining(tmp_path: Path) -> Path:
     """The tiny run with a pretraining setting changed, so pretraining (only) is due again.
 
-    Three epochs of 41 steps, checkpoints every 10 steps as well as at epoch ends.
+    Three epochs (of `steps_per_epoch` steps), checkpoints every 10 steps as well as at epoch ends.
     """
     return write_config(tmp_path / "c.yaml", pretrain={"epochs": 3, "checkpoint_every_steps": 10})
 
 
+def three_epochs_of_steps(run: Path) -> int:
+    """Steps of the 3-epoch rerun: the tiny run trains on the same blocks (30 to 59 steps per epoch,
+    so step 60 falls in epoch 2 and step 20 in epoch 1)."""
+    per_epoch = json.loads((run / "results/pretrain/train_info.json").read_text())["steps_per_epoch"]
+    assert 30 <= per_epoch < 60, per_epoch
+    return 3 * per_epoch
+
+
 def test_sigterm_mid_epoch_then_rerun_resumes_and_ends_with_the_same_steps(tiny_run_copy, tmp_path):
     config = fresh_pretraining(tmp_path)
+    total = three_epochs_of_steps(tiny_run_copy)
     log = tiny_run_copy / "results/logs/pretrain.log"
     log.unlink()
     proc = start_snakemake(tiny_run_copy, config)
-    wait_for_line(log, "epoch 2 step 60/123", proc)
+    wait_for_line(log, f"epoch 2 step 60/{total}", proc)
     os.killpg(proc.pid, signal.SIGTERM)  # as SLURM does: every process of the job gets SIGTERM
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode != 0
@@ -79,9 +88,9 @@ def test_sigterm_mid_epoch_then_rerun_resumes_and_ends_with_the_same_steps(tiny_
     resumed = [line for line in text.splitlines() if "resumed from" in line]
     assert resumed and "epoch 2, step " in resumed[-1], resumed
     step = int(resumed[-1].split("step ")[1].split()[0])
-    assert 60 <= step < 123, "resumed from the mid-epoch checkpoint"
+    assert 60 <= step < total, "resumed from the mid-epoch checkpoint"
     info = json.loads((tiny_run_copy / "results/pretrain/train_info.json").read_text())
-    assert info["steps"] == 123 and info["epochs"] == 3
+    assert info["steps"] == total and info["epochs"] == 3
     assert not checkpoint.exists()
 
 
@@ -89,10 +98,11 @@ def test_retries_resume_a_pretraining_killed_by_sigterm_in_the_same_run(tiny_run
     """`retries` (profiles/slurm sets 2): the stage gets SIGTERM, checkpoints and fails;
     Snakemake starts it again at once and it resumes, so one invocation completes."""
     config = fresh_pretraining(tmp_path)
+    total = three_epochs_of_steps(tiny_run_copy)
     log = tiny_run_copy / "results/logs/pretrain.log"
     log.unlink()
     proc = start_snakemake(tiny_run_copy, config, "--retries", "1")
-    wait_for_line(log, "epoch 1 step 20/123", proc)
+    wait_for_line(log, f"epoch 1 step 20/{total}", proc)
     pretraining_process(proc).send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, output[-4000:]
@@ -101,4 +111,4 @@ def test_retries_resume_a_pretraining_killed_by_sigterm_in_the_same_run(tiny_run
     assert resumed and "epoch 1, step " in resumed[0], "the retry must resume the killed attempt"
     assert int(resumed[0].split("step ")[1].split()[0]) >= 20
     info = json.loads((tiny_run_copy / "results/pretrain/train_info.json").read_text())
-    assert info["steps"] == 123
+    assert info["steps"] == total

@@ -1,4 +1,4 @@
-"""Per-stage wall-time split from Snakemake benchmark files (python -m bertflow.scaling)."""
+"""Per-stage wall-time split from Snakemake benchmark files (python -m bertflow.bench.scaling)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from bertflow import scaling
+from bertflow.bench import scaling
 from bertflow.errors import DataError
+
+from support.workflow import REPO
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -25,7 +27,7 @@ def test_jobs_are_grouped_by_their_rules_bench_pattern(tmp_path):
     bench_file(tmp_path, "params_report_sst2_pretrained", (5.0, 300, 4.0))
     bench_file(tmp_path, "params_report_pretrained", (5.0, 310, 4.0))
     bench_file(tmp_path, "my_extra_rule", (10.0, 100, 1.0))
-    rows = {r["stage"]: r for r in scaling.stage_split(str(tmp_path))}
+    rows = {r["stage"]: r for r in scaling.stage_split(str(tmp_path), REPO / "rules")}
     assert rows["pretrain"]["wall_s"] == 50.0 and rows["pretrain"]["cpu_s"] == 40.0
     assert rows["pretrain"]["max_rss_mb"] == 600.0
     finetune = rows["finetune_{task}_{model}_seed{seed}"]
@@ -39,10 +41,18 @@ def test_jobs_are_grouped_by_their_rules_bench_pattern(tmp_path):
 
 def test_cli_prints_the_split_and_writes_json(tmp_path, capsys):
     bench_file(tmp_path, "train_tokenizer", (3.0, 200, 2.5))
-    assert scaling.main([str(tmp_path), "--json", str(tmp_path / "split.json")]) == 0
+    assert scaling.main([str(tmp_path), "--rules", str(REPO / "rules"), "--json", str(tmp_path / "split.json")]) == 0
     out = capsys.readouterr().out
     assert "train_tokenizer" in out and "100.0%" in out
     assert json.loads((tmp_path / "split.json").read_text())["stages"][0]["wall_s"] == 3.0
+
+
+def test_cli_outside_a_checkout_says_jobs_are_not_grouped(tmp_path, capsys, monkeypatch):
+    bench_file(tmp_path, "finetune_sst2_pretrained_seed1", (2.0, 200, 1.5))
+    monkeypatch.chdir(tmp_path)  # no rules/ here
+    assert scaling.main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "no rules folder" in captured.err and "finetune_sst2_pretrained_seed1" in captured.out
 
 
 def test_missing_or_malformed_benchmarks_are_named(tmp_path, capsys):
@@ -50,4 +60,4 @@ def test_missing_or_malformed_benchmarks_are_named(tmp_path, capsys):
     assert str(tmp_path) in capsys.readouterr().err
     (tmp_path / "broken.tsv").write_text("not\ta benchmark\n")
     with pytest.raises(DataError, match="broken.tsv: not a Snakemake benchmark file"):
-        scaling.stage_split(str(tmp_path))
+        scaling.stage_split(str(tmp_path), None)

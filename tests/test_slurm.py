@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG
+from support.workflow import REPO, SNAKEMAKE, TINY_CONFIG
 from test_offline import AIR_GAPPED
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"

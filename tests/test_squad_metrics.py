@@ -1,4 +1,4 @@
-"""Edge cases of the official SQuAD v1.1 metric (evaluate-v1.1.py), pinned on hand-made answers."""
+"""The SQuAD v1.1 metric (evaluate-v1.1.py): normalisation, EM, F1 and scores, pinned on hand-made answers."""
 
 from __future__ import annotations
 
@@ -18,9 +18,31 @@ from bertflow.squad_metrics import exact_match, f1, normalize_answer, squad_scor
     ("“curly quotes”", "“curly quotes”"),       # only ASCII string.punctuation is removed
     ("a\tb\n  c", "b c"),                        # 'a' is an article; any whitespace collapses
     ("the the", ""),
+    ("The Eiffel Tower!", "eiffel tower"),
+    ("  an   apple, a day ", "apple day"),
+    ("Theatre of the Absurd", "theatre of absurd"),  # 'the' only as a whole word
+    ("U.S.A.", "usa"),
+    ("", ""),
 ])
 def test_normalization_edge_cases(raw, normalized):
     assert normalize_answer(raw) == normalized
+
+
+def test_exact_match_and_f1_on_hand_made_cases():
+    assert exact_match("the Denver Broncos", "Denver Broncos") == 1.0
+    assert exact_match("Broncos", "Denver Broncos") == 0.0
+    # pred {denver, broncos, won} vs gold {denver, broncos}: P 2/3, R 1 -> F1 0.8
+    assert f1("Denver Broncos won", "Denver Broncos") == pytest.approx(0.8)
+    assert f1("Carolina", "Denver Broncos") == 0.0
+    assert f1("", "Denver") == 0.0
+
+
+def test_scores_take_the_best_gold_answer_and_count_missing_predictions():
+    answers = {"q1": ["Denver Broncos", "Broncos"], "q2": ["paris"], "q3": ["blue"]}
+    scores = squad_scores(answers, {"q1": "broncos", "q2": "in paris"})
+    assert scores["exact_match"] == pytest.approx(100 / 3)
+    assert scores["f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
+    assert scores["questions"] == 3 and scores["predicted"] == 2
 
 
 def test_answers_that_normalize_to_nothing_match_exactly_but_score_zero_f1():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers_report import PERPLEXITY_ROWS, summary
+from support.report import PERPLEXITY_ROWS, summary
 
 from bertflow.io import write_json
 from bertflow.summary import leaderboard_rows, write_summary

@@ -6,7 +6,7 @@ import csv
 import json
 import shutil
 
-from conftest import REPO, snakemake, write_config
+from support.workflow import REPO, snakemake, write_config
 
 
 def planned_rules(result) -> set[str]:

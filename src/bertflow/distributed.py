@@ -14,6 +14,7 @@ to the ranks. Either way the stage checkpoints and the launch fails with the ran
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -116,18 +117,23 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
     )
 
 
-def entry_point(function: Callable, argv: list[str] | None, *, exit_codes: dict[type, int] | None = None) -> int:
-    """`python -m MODULE SPEC.json`, what `launch` starts in each process: call `function(**SPEC)`.
+def spec_main(function: Callable, *, exit_codes: dict[type, int] | None = None) -> Callable[[list[str] | None], int]:
+    """The `main(argv)` of a stage module: `python -m MODULE SPEC.json`, what `launch` starts in each
+    process, calls `function(**SPEC)`.
 
     `exit_codes` maps exceptions that end a stage on purpose to exit codes (pretraining's
     StopRequested after a SIGTERM checkpoint -> 143, which the launcher reports as such).
     """
+    return functools.partial(_run_spec, function, exit_codes=exit_codes or {})
+
+
+def _run_spec(function: Callable, argv: list[str] | None = None, *, exit_codes: dict[type, int]) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print(f"usage: python -m {function.__module__} SPEC.json", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    expected = tuple(exit_codes or {})
+    expected = tuple(exit_codes)
     try:
         function(**read_json(argv[0]))
     except expected as stop:
@@ -163,7 +169,7 @@ def run(function: Callable, spec: dict, num_processes: int) -> None:
     if num_processes == 1:
         function(**spec)
     else:
-        from .pretrain import resolve_device
+        from .runtime import resolve_device
 
         launch(function.__module__, spec, num_processes, cpu=resolve_device(spec["device"]) == "cpu")
 

@@ -25,26 +25,29 @@ import numpy as np
 import torch
 
 from .checks import require_supported_model, require_supported_model_type
+from .distributed import spec_main
 from .errors import ConfigError, DataError
 from .io import read_json, save_tokenizer, write_json, write_text
-from .pretrain import make_accelerator, resolve_device, resolve_precision
 from .provenance import environment_info
+from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
+from .settings import from_config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FinetuneSettings:
-    """One task's section of `finetune` (see config/config.schema.yaml)."""
+    """One task's section of `finetune` without its data-source keys (see config/config.schema.yaml).
+    `max_length` has no default: the schema's differs per task (SST-2 64, SQuAD 384)."""
 
+    max_length: int
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    max_length: int = 128
-    doc_stride: int = 64
+    doc_stride: int = 128
     n_best: int = 20
     max_answer_length: int = 30
     max_train_samples: int | None = None
@@ -55,9 +58,8 @@ class FinetuneSettings:
     group_by_length: bool = False
 
     @classmethod
-    def from_config(cls, section: dict) -> "FinetuneSettings":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in section.items() if k in known})
+    def from_config(cls, section: dict, where: str = "finetune") -> "FinetuneSettings":
+        return from_config(cls, section, where)
 
 
 # ----------------------------------------------------------------------------- models
@@ -293,8 +295,9 @@ class FineTuner:
         from .tracking import Tracker
 
         self.task, self.settings, self.seed, self.reduction = task, settings, seed, reduction
-        self.precision = resolve_precision(settings.precision, resolve_device(device))
-        self.accelerator = make_accelerator(resolve_device(device))
+        device = resolve_device(device)
+        self.precision = resolve_precision(settings.precision, device)
+        self.accelerator = make_accelerator(device)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         self.features = features
         self.train_data, self.eval_data = features["train"], features["eval"]
@@ -319,8 +322,7 @@ class FineTuner:
         self.log_every = max(1, self.steps_per_epoch // 10)
 
     def autocast(self):
-        device_type = self.accelerator.device.type
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.accelerator.device.type, self.precision)
 
     def _batch(self, data: dict, lengths: torch.Tensor, index: torch.Tensor) -> dict:
         """Rows `index`, cut to the batch's longest row (dynamic padding; the attention mask makes
@@ -429,7 +431,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
     started = time.time()
-    settings = FinetuneSettings.from_config(settings)
+    settings = FinetuneSettings.from_config(settings, f"finetune.{task}")
     torch.manual_seed(seed)  # the task head's initialisation
     model, tokenizer, loading_info = load_task_model(task, model_dir, settings.max_length)
     params = parameter_accounting(model_dir, model, loading_info)
@@ -513,11 +515,8 @@ def summarize_seeds(metric_files: list[str], out: str) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process."""
-    from .distributed import entry_point
-
-    return entry_point(finetune, argv)
+# `python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process.
+main = spec_main(finetune)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def measure_model(model_dir: str, points: list[tuple[str, int, int]], warmup: in
     import torch
     import transformers
 
-    from .pretrain import resolve_device
+    from .runtime import resolve_device
 
     device = resolve_device(device)
     config = transformers.AutoConfig.from_pretrained(model_dir)

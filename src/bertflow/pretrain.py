@@ -43,11 +43,14 @@ from torch import nn
 
 from .block_loader import BlockLoader, head_rows
 from .blocks import load_blocks, tokenizer_fingerprint
-from .errors import ConfigError, DataError, ResourceError
+from .distributed import spec_main
+from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json
 from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
+from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
+from .settings import from_config
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
 
@@ -95,11 +98,7 @@ class Settings:
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(section) - known - {"num_processes"}
-        if unknown:
-            raise ConfigError(f"pretrain: unknown keys {sorted(unknown)}")
-        return cls(**{k: v for k, v in section.items() if k in known})
+        return from_config(cls, section, "pretrain", ignore=("num_processes",))  # num_processes: the launcher's
 
 
 # --------------------------------------------------------------------------- model pieces
@@ -160,34 +159,6 @@ def build_optimizer(model: nn.Module, settings: Settings, on_cuda: bool) -> torc
 
 def _seed(settings: Settings) -> int:
     return 0 if settings.seed is None else settings.seed
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ResourceError(
-            "device: 'cuda' was requested but no GPU is visible (torch.cuda.is_available() is False); "
-            "set device: auto or cpu, or run on a GPU node"
-        )
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    if precision == "auto":
-        return "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
-
-
-def make_accelerator(device: str):
-    """Accelerate places the model and wraps DDP; bf16 autocast is ours (see `autocast`), because
-    Accelerate's mixed-precision setting is fixed once per process."""
-    from accelerate import Accelerator
-
-    return Accelerator(cpu=device == "cpu")
-
-
-# --------------------------------------------------------------------------- checkpoints
 
 
 def fingerprint(settings: Settings, meta: dict, world_size: int) -> str:
@@ -431,7 +402,7 @@ class Pretrainer:
     # -- steps
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.device.type, self.precision)
 
     def micro_batches(self, epoch: int, step: int):
         """This rank's micro-batches for one optimizer step."""
@@ -798,79 +769,8 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     return {"rows": trainer.progress.rows, "steps": trainer.progress.global_step}
 
 
-def benchmark_steps(
-    blocks: torch.Tensor,
-    model_config,
-    *,
-    steps: int,
-    batch_size: int,
-    learning_rate: float = 5e-4,
-    seed: int = 0,
-    device: str = "auto",
-    precision: str = "auto",
-    attention: str = "sdpa",
-    compile: bool = False,
-    compile_mode: str = "reduce-overhead",
-    masked_only_head: bool = True,
-    fused_adamw: bool | None = None,
-    mlm_probability: float = 0.15,
-    warmup_steps: int = 3,
-    mask_token_id: int = 4,
-    special_ids: tuple = (0, 1, 2, 3, 4),
-) -> dict:
-    """Time `steps` optimizer steps of this stage's loop (the code `pretrain` runs) on `blocks`.
-
-    `warmup_steps` untimed steps first (allocator, autotuning, torch.compile). Returns tokens/s,
-    peak memory (CUDA max allocated on GPU, process peak RSS on CPU), per-step losses and wall time.
-    """
-    import resource
-
-    settings = Settings(
-        preset=None,
-        model={k: getattr(model_config, k) for k in (
-            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
-        seq_len=blocks.shape[1], epochs=1, max_steps=steps + warmup_steps, batch_size=batch_size,
-        learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
-        compile_mode=compile_mode, masked_only_head=masked_only_head, fused_adamw=fused_adamw,
-        mlm_probability=mlm_probability, seed=seed, max_eval_blocks=1, log_every_steps=10**9,
-    )
-    vocab = Vocab(model_config.vocab_size, model_config.pad_token_id or 0, mask_token_id, tuple(special_ids))
-    trainer = Pretrainer(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
-                         device=device, checkpoint_dir=os.devnull)
-    per_epoch = trainer.steps_per_epoch
-    for step in range(warmup_steps):
-        trainer.optimizer_step(0, step % per_epoch)
-        trainer.progress.global_step += 1
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    losses = []
-    start = time.perf_counter()
-    for step in range(warmup_steps, warmup_steps + steps):
-        losses.append(trainer.optimizer_step(step // per_epoch, step % per_epoch))
-        trainer.progress.global_step += 1
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated() if trainer.device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    losses = torch.stack(losses).float().cpu().tolist()
-    return {
-        "tokens_per_s": steps * batch_size * settings.seq_len / wall,
-        "peak_memory_bytes": peak,
-        "losses": losses,
-        "final_loss": sum(losses[-10:]) / len(losses[-10:]),
-        "wall_s": wall,
-        "device": str(trainer.device),
-        "precision": trainer.precision,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bertflow.pretrain SPEC.json`: the entry a distributed launcher starts per process."""
-    from .distributed import entry_point
-
-    return entry_point(pretrain, argv, exit_codes={StopRequested: 143})
+# `python -m bertflow.pretrain SPEC.json`: the entry a distributed launcher starts per process.
+main = spec_main(pretrain, exit_codes={StopRequested: 143})
 
 
 if __name__ == "__main__":

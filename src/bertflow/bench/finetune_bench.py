@@ -147,7 +147,7 @@ def run_trainer(spec: dict) -> dict:
                               DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator)
 
     from ..finetune import TASKS, FinetuneSettings
-    from ..pretrain import resolve_precision
+    from ..runtime import resolve_precision
 
     task, device, settings = spec["task"], spec["device"], FinetuneSettings.from_config(spec["settings"])
     precision = resolve_precision(settings.precision, device)
@@ -347,7 +347,7 @@ def bench(args) -> int:
     import os
 
     from ..io import write_json
-    from ..pretrain import resolve_device
+    from ..runtime import resolve_device
     from ..provenance import environment_info
 
     device = resolve_device(args.device)

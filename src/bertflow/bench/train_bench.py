@@ -1,6 +1,6 @@
 """Training-speed benchmark: our pretraining step against the loop a user writes today.
 
-    python -m bertflow.train_bench --presets tiny mini --seq-lens 128 --batch-size 32 --steps 20 --out DIR
+    python -m bertflow.bench.train_bench --presets tiny mini --seq-lens 128 --batch-size 32 --steps 20 --out DIR
 
 Same `BertConfig`, same packed blocks, same global batch, same number of steps, same precision:
 
@@ -9,7 +9,7 @@ Same `BertConfig`, same packed blocks, same global batch, same number of steps, 
   input_ids, token_type_ids, attention_mask and special_tokens_mask; default collator, sampler
   and data loader; `TrainingArguments` defaults, which in transformers 5 with torch >= 2.8 mean
   fused AdamW, and SDPA attention, the model default). `--bf16` is passed when ours runs bf16.
-* **ours**: `bertflow.pretrain.benchmark_steps`, the step code the `pretrain` stage runs, with the
+* **ours**: `benchmark_steps` below, which drives the `pretrain` stage's `Pretrainer`, with the
   stage's defaults for the device (bf16 autocast + torch.compile on CUDA, fp32 eager on CPU).
 
 Each run is a fresh Python process (unless `--in-process`), so its peak memory is its own:
@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -32,8 +33,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .bench.pairs import ratio_summary, run_worker
-from .errors import ConfigError, DataError, PipelineError
+from ..errors import ConfigError, DataError, PipelineError
+from .pairs import ratio_summary, run_worker
 
 # Dense (no sparsity) tensor-core peaks in TFLOP/s from the vendors' data sheets, keyed by a
 # substring of `torch.cuda.get_device_name()`; the first match wins (so "H100 PCIe" before "H100").
@@ -125,7 +126,7 @@ def text_blocks(text_file: str, tokenizer_dir: str, seq_len: int):
     """Pack a text file with a saved tokenizer, as the tokenize_corpus stage does (no `datasets`)."""
     import torch
 
-    from .blocks import text_blocks as pack_text
+    from ..blocks import text_blocks as pack_text
 
     blocks = pack_text(tokenizer_dir, text_file, seq_len)
     if not len(blocks):
@@ -135,8 +136,8 @@ def text_blocks(text_file: str, tokenizer_dir: str, seq_len: int):
 
 def generated_text(workdir: str, num_sentences: int, vocab_size: int, seed: int) -> tuple[str, str]:
     """The offline demo corpus and a WordPiece tokenizer trained on it: (text file, tokenizer dir)."""
-    from .synthetic import generate_corpus
-    from .tokenizer import BERT_ROLES, train_tokenizer
+    from ..synthetic import generate_corpus
+    from ..tokenizer import BERT_ROLES, train_tokenizer
 
     text = Path(workdir, "corpus.txt")
     text.write_text("\n".join(generate_corpus(num_sentences, seed)) + "\n", encoding="utf-8")
@@ -182,6 +183,78 @@ def run_mlm_examples(blocks, special_ids) -> list[dict]:
         {"input_ids": ids, "token_type_ids": zeros, "attention_mask": ones, "special_tokens_mask": mask}
         for ids, mask in zip(blocks.tolist(), special.int().tolist())
     ]
+
+
+def benchmark_steps(
+    blocks: torch.Tensor,
+    model_config,
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+    attention: str = "sdpa",
+    compile: bool = False,
+    compile_mode: str = "reduce-overhead",
+    masked_only_head: bool = True,
+    fused_adamw: bool | None = None,
+    mlm_probability: float = 0.15,
+    warmup_steps: int = 3,
+    mask_token_id: int = 4,
+    special_ids: tuple = (0, 1, 2, 3, 4),
+) -> dict:
+    """Time `steps` optimizer steps of the pretraining stage's loop (`Pretrainer.optimizer_step`) on `blocks`.
+
+    `warmup_steps` untimed steps first (allocator, autotuning, torch.compile). Returns tokens/s,
+    peak memory (CUDA max allocated on GPU, process peak RSS on CPU), per-step losses and wall time.
+    """
+    import resource
+
+    import torch
+
+    from ..pretrain import Pretrainer, Settings, Vocab
+
+    settings = Settings(
+        preset=None,
+        model={k: getattr(model_config, k) for k in (
+            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
+        seq_len=blocks.shape[1], epochs=1, max_steps=steps + warmup_steps, batch_size=batch_size,
+        learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
+        compile_mode=compile_mode, masked_only_head=masked_only_head, fused_adamw=fused_adamw,
+        mlm_probability=mlm_probability, seed=seed, max_eval_blocks=1, log_every_steps=10**9,
+    )
+    vocab = Vocab(model_config.vocab_size, model_config.pad_token_id or 0, mask_token_id, tuple(special_ids))
+    trainer = Pretrainer(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
+                         device=device, checkpoint_dir=os.devnull)
+    per_epoch = trainer.steps_per_epoch
+    for step in range(warmup_steps):
+        trainer.optimizer_step(0, step % per_epoch)
+        trainer.progress.global_step += 1
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    losses = []
+    start = time.perf_counter()
+    for step in range(warmup_steps, warmup_steps + steps):
+        losses.append(trainer.optimizer_step(step // per_epoch, step % per_epoch))
+        trainer.progress.global_step += 1
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if trainer.device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    losses = torch.stack(losses).float().cpu().tolist()
+    return {
+        "tokens_per_s": steps * batch_size * settings.seq_len / wall,
+        "peak_memory_bytes": peak,
+        "losses": losses,
+        "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+        "wall_s": wall,
+        "device": str(trainer.device),
+        "precision": trainer.precision,
+    }
 
 
 def trainer_steps(blocks, model_config, *, steps: int, batch_size: int, learning_rate: float, seed: int,
@@ -317,7 +390,7 @@ class Common:
 def model_config(preset: str, common: Common):
     from transformers import BertConfig
 
-    from .presets import architecture
+    from ..presets import architecture
 
     return BertConfig(vocab_size=common.vocab_size, pad_token_id=0,
                       max_position_embeddings=common.max_position_embeddings, **architecture(preset))
@@ -331,12 +404,12 @@ def execute(run: Run, blocks, common: Common) -> dict:
     import torch
     import transformers.trainer  # noqa: F401
 
-    from . import pretrain  # noqa: F401
+    from .. import pretrain  # noqa: F401
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     config = model_config(run.preset, common)
     if common.tokenizer_dir:
-        from .tokenizer import load_tokenizer
+        from ..tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(common.tokenizer_dir)
     else:
@@ -347,8 +420,6 @@ def execute(run: Run, blocks, common: Common) -> dict:
     if run.kind == "baseline":
         result = trainer_steps(blocks, config, tokenizer=tokenizer, **shared)
     else:
-        from .pretrain import benchmark_steps
-
         options = {**ours_defaults(common.device), **run.options}
         result = benchmark_steps(blocks, config, mask_token_id=tokenizer.mask_token_id,
                                  special_ids=tuple(tokenizer.all_special_ids), **{**shared, **options})
@@ -364,7 +435,7 @@ def execute(run: Run, blocks, common: Common) -> dict:
 def execute_isolated(run: Run, blocks_path: str, common: Common, workdir: str) -> dict:
     """`execute` in a fresh Python process: its own peak RSS / CUDA memory, no compile caches or global state."""
     spec = {"run": asdict(run), "common": asdict(common), "blocks": blocks_path}
-    return run_worker("bertflow.train_bench", spec, workdir, f"{run.preset}-{run.seq_len}-{run.kind}")
+    return run_worker("bertflow.bench.train_bench", spec, workdir, f"{run.preset}-{run.seq_len}-{run.kind}")
 
 
 def worker(spec_path: str, out_path: str) -> None:
@@ -501,7 +572,7 @@ def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, p
 
 
 def write_results(out_dir: str, payload: dict, rows: list[dict]) -> None:
-    from .io import write_json
+    from ..io import write_json
 
     out = Path(out_dir)
     write_json(out / "train_bench.json", payload)
@@ -515,7 +586,7 @@ def write_results(out_dir: str, payload: dict, rows: list[dict]) -> None:
 
 
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(prog="python -m bertflow.train_bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m bertflow.bench.train_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["tiny"], help="bertflow.presets names")
     p.add_argument("--seq-lens", nargs="+", type=int, default=[128],
@@ -567,11 +638,11 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
         import numpy as np
         import torch
 
-        from .blocks import load_blocks
+        from ..blocks import load_blocks
 
         meta, splits = load_blocks(args.blocks)
         tokenizer_dir = args.tokenizer or str(Path(args.blocks).parent / "tokenizer")  # the workflow's layout
-        from .block_loader import head_rows
+        from ..block_loader import head_rows
 
         return head_rows(splits["train"], n_blocks), (tokenizer_dir if Path(tokenizer_dir).is_dir() else None), meta["vocab_size"]
     if args.data == "generated":
@@ -580,7 +651,7 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
         text, tokenizer_dir = str(Path(workdir, "corpus.txt")), str(Path(workdir, "tokenizer"))
     else:
         text, tokenizer_dir = args.text, args.tokenizer
-    from .tokenizer import load_tokenizer
+    from ..tokenizer import load_tokenizer
 
     return text_blocks(text, tokenizer_dir, seq_len)[:n_blocks], tokenizer_dir, len(load_tokenizer(tokenizer_dir))
 
@@ -599,15 +670,15 @@ def bench(args) -> int:
         return 0
     import torch
 
-    from .pretrain import resolve_device, resolve_precision
-    from .provenance import environment_info
+    from ..provenance import environment_info
+    from ..runtime import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     peak = device_peak_flops(device, precision, args.peak_tflops)
     peaks = {precision: peak}
     if args.data == "blocks":  # the blocks fix the length
-        from .block_files import read_meta
+        from ..block_files import read_meta
 
         args.seq_lens = [read_meta(args.blocks)["seq_len"]]
     runs = plan(args.presets, args.seq_lens, device, baseline=not args.no_baseline, with_levers=not args.no_levers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from helpers_finetune import make_tiny_model
+from support.finetune import make_tiny_model
 
 from bertflow.io import write_json
 

@@ -4,7 +4,7 @@ Writes random block folders (block-file format, uint16) of each size once, then 
 fresh process, interleaved (A B A B ...), and prints the median and min-max of the seconds from
 opening the blocks to the end of the first optimizer step, and the child's peak RSS.
 
-    python tools/pretrain_startup.py --tokens 2e6 2.5e8 --repeats 3 --workdir /tmp/startup
+    python -m bertflow.bench.pretrain_startup --tokens 2e6 2.5e8 --repeats 3 --workdir /tmp/startup
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def main() -> None:
     runs: dict[int, list[dict]] = {n: [] for n in folders}
     for _ in range(args.repeats):
         for n, folder in folders.items():  # interleaved, each in a fresh process
-            out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--device", args.device],
-                                 capture_output=True, text=True, check=True).stdout
+            command = [sys.executable, "-m", "bertflow.bench.pretrain_startup", "--child", str(folder),
+                       "--device", args.device]
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             runs[n].append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'train tokens':>14} {'file MB':>8} {'path':>9} {'start s (median, min-max)':>28} {'peak RSS MiB':>13}")
     for n, results in runs.items():

@@ -1,11 +1,12 @@
 """Where a run's time went: the per-stage wall-time split from the rules' Snakemake benchmark files.
 
-    python -m bertflow.scaling [results/benchmarks] [--json split.json]
+    python -m bertflow.bench.scaling [results/benchmarks] [--rules rules] [--json split.json]
 
 Every rule writes `bench("name")` = results/benchmarks/<name>.tsv (Snakemake's format: a header
 `s  h:m:s  max_rss  max_vms  max_uss  max_pss  io_in  io_out  mean_load  cpu_time`, then one line
 per repeat). Files of one rule (one per wildcard value, e.g. each fine-tuning seed) are grouped
-under the rule's `bench(...)` pattern, read from rules/*.smk. Times are each job's own wall time;
+under the rule's `bench(...)` pattern, read from the workflow's rules/*.smk (`--rules`, by default
+rules/ in the current directory, i.e. run it from the checkout; without it every job is its own stage). Times are each job's own wall time;
 with `--cores` > 1 jobs overlap, so their sum can exceed the run's elapsed time.
 """
 
@@ -17,9 +18,8 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 BENCH_CALL = re.compile(r'bench\(\s*f?"([^"]+)"\s*\)')
 
 
@@ -37,7 +37,7 @@ def read_benchmark(path: Path) -> dict:
     return {"job": path.stem, "s": mean("s"), "max_rss_mb": mean("max_rss"), "cpu_s": mean("cpu_time")}
 
 
-def bench_patterns(rules_dir: Path = RULES_DIR) -> list[tuple[str, re.Pattern]]:
+def bench_patterns(rules_dir: Path) -> list[tuple[str, re.Pattern]]:
     """The `bench("...")` names of the workflow's rules, most specific first, as regexes."""
     names = {m for smk in sorted(rules_dir.glob("*.smk")) for m in BENCH_CALL.findall(smk.read_text())}
     names = [n for n in names if "{" in n or n.isidentifier()]
@@ -54,12 +54,13 @@ def stage_of(job: str, patterns: list[tuple[str, re.Pattern]]) -> str:
     return next((name for name, regex in patterns if regex.match(job)), job)
 
 
-def stage_split(bench_dir: str, rules_dir: Path = RULES_DIR) -> list[dict]:
-    """Per stage: jobs, summed wall seconds, share of the total, CPU seconds and the largest max RSS."""
+def stage_split(bench_dir: str, rules_dir: Path | None) -> list[dict]:
+    """Per stage: jobs, summed wall seconds, share of the total, CPU seconds and the largest max RSS.
+    Jobs are grouped by the `bench(...)` patterns of `rules_dir`; with None, each job is its own stage."""
     files = sorted(Path(bench_dir).glob("*.tsv"))
     if not files:
         raise DataError(f"{bench_dir}: no benchmark .tsv files; run the workflow first (each rule writes one)")
-    patterns = bench_patterns(rules_dir) if rules_dir.is_dir() else []
+    patterns = bench_patterns(rules_dir) if rules_dir is not None else []
     stages: dict[str, dict] = {}
     for path in files:
         job = read_benchmark(path)
@@ -86,19 +87,23 @@ def format_split(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bertflow.scaling", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bertflow.bench.scaling", description=__doc__.split("\n\n")[0])
     parser.add_argument("bench_dir", nargs="?", default="results/benchmarks", help="the run's benchmark folder")
-    parser.add_argument("--rules", default=str(RULES_DIR), help="folder of the workflow's .smk files (for grouping)")
+    parser.add_argument("--rules", default="rules", help="folder of the workflow's .smk files, for grouping (default: ./rules)")
     parser.add_argument("--json", help="also write the split as JSON here")
     args = parser.parse_args(argv)
+    rules_dir = Path(args.rules)
+    if not rules_dir.is_dir():
+        print(f"note: no rules folder at {rules_dir} (pass --rules CHECKOUT/rules); each job is its own stage",
+              file=sys.stderr)
     try:
-        rows = stage_split(args.bench_dir, Path(args.rules))
+        rows = stage_split(args.bench_dir, rules_dir if rules_dir.is_dir() else None)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_split(rows))
     if args.json:
-        from .io import write_json
+        from ..io import write_json
 
         write_json(args.json, {"bench_dir": args.bench_dir, "stages": rows})
     return 0

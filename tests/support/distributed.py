@@ -1,4 +1,4 @@
-"""`python -m helpers_distributed SPEC.json`: a stage entry point (or a minimal DDP probe) under a
+"""`python -m support.distributed SPEC.json`: a stage entry point (or a minimal DDP probe) under a
 launcher, recording which rank writes where.
 
 SPEC holds `_entry` (a module with `main(argv)`, or "probe"), `_watch` (a folder) and `_trace`

@@ -2,7 +2,7 @@
 with aiohttp), click through its menu like a user, and read and screenshot what is shown.
 
 Used by tests/test_report_workflow.py (skipped when no chromium binary is installed) and runnable by
-hand:  python tests/report_browser.py report.html Summary results/html/report.html shot.png
+hand:  python tests/support/report_browser.py report.html Summary results/html/report.html shot.png
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Write environment.yml from requirements.txt (the single source of the pins).
+"""Maintenance script, not a workflow stage: write environment.yml from requirements.txt (the single
+source of the pins).
 
 conda (and Snakemake, which copies an env file to .snakemake/conda/<hash>.yaml) resolves
 `-r requirements.txt` and `-e .` relative to wherever the file is read from, so the env file lists
-every pin itself. Run after changing requirements.txt:  python tools/environment_yml.py
+every pin itself. Run after changing requirements.txt:  python scripts/environment_yml.py
 tests/test_environment.py fails while the two disagree.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 HEADER = """\
-# Generated from requirements.txt by tools/environment_yml.py; do not edit by hand.
+# Generated from requirements.txt by scripts/environment_yml.py; do not edit by hand.
 # conda env create -f environment.yml && conda activate bertflow && pip install --no-deps -e .
 # (the last step installs this package from the checkout; see README.md).
 name: bertflow

@@ -1,0 +1,83 @@
+"""The package's import graph: no cycle, and the stages never import the benchmark harness."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import bertflow
+
+PACKAGE = Path(bertflow.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = ("bertflow",) + path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules that `path` imports anywhere (top level or inside a function)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in modules)
+    return found - {name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imported_modules(path, set(files)) for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt, path + [nxt])):
+                return cycle
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+def test_graph_finds_the_package_imports():
+    graph = import_graph()
+    assert "bertflow.runtime" in graph["bertflow.pretrain"]
+    assert "bertflow.errors" in graph["bertflow.bench.pairs"] or "bertflow.errors" in graph["bertflow.bench.finetune_bench"]
+
+
+def test_find_cycle_reports_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_in_the_package():
+    assert find_cycle(import_graph()) is None
+
+
+
+def test_stages_do_not_import_the_benchmarks():
+    graph = import_graph()
+    upward = {(m, i) for m, imports in graph.items() if not m.startswith("bertflow.bench")
+              for i in imports if i.startswith("bertflow.bench")}
+    assert not upward, f"modules outside bertflow.bench import it: {sorted(upward)}"
