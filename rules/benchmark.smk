@@ -23,17 +23,17 @@ rule benchmark_inference:
             caption="../docs/captions/inference.rst",
             category="Inference benchmark",
         ),
-    params:
-        grid=dict(sorted((k, v) for k, v in BENCHMARK.items() if k not in ("enabled", "include_finetuned"))),
-        device=config["device"],
-    resources:
-        gpu=gpus(1),
     log:
         logs("benchmark_inference"),
     benchmark:
         bench("benchmark_inference")
     conda:
         ENV
+    resources:
+        gpu=gpus(1),
+    params:
+        grid=dict(sorted((k, v) for k, v in BENCHMARK.items() if k not in ("enabled", "include_finetuned"))),
+        device=config["device"],
     script:
         "../scripts/benchmark_inference.py"
 

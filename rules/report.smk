@@ -42,12 +42,12 @@ rule params_report:
     output:
         json=results("reports", "params", "{model}.json"),
         md=results("reports", "params", "{model}.md"),
-    wildcard_constraints:
-        model="[A-Za-z0-9_.-]+",
     log:
         logs("params_report_{model}"),
     benchmark:
         bench("params_report_{model}")
+    wildcard_constraints:
+        model="[A-Za-z0-9_.-]+",
     conda:
         ENV
     script:
@@ -58,19 +58,17 @@ rule params_report_finetuned:
     """The same report for a fine-tuned model (body plus its task head)."""
     input:
         # The first seed's weights: the architecture (and head) is the same for every seed.
-        model=lambda wildcards: results(
-            "finetune", wildcards.task, wildcards.model, f"seed{config['finetune']['seeds'][0]}", "model"
-        ),
+        model=lambda wildcards: finetuned_model_dir(wildcards.task, wildcards.model, FINETUNE["seeds"][0]),
     output:
         json=results("reports", "params", "{task}", "{model}.json"),
         md=results("reports", "params", "{task}", "{model}.md"),
-    wildcard_constraints:
-        task="|".join(TASKS),
-        model="[A-Za-z0-9_.-]+",
     log:
         logs("params_report_{task}_{model}"),
     benchmark:
         bench("params_report_{task}_{model}")
+    wildcard_constraints:
+        task="|".join(TASKS),
+        model="[A-Za-z0-9_.-]+",
     conda:
         ENV
     script:
@@ -91,18 +89,18 @@ rule model_card:
         tokenizer=rules.train_tokenizer.output.tokenizer,
     output:
         card=results("card", "README.md"),
-    params:
-        settings=dict(sorted(CARD.items())),  # key order in the config file must not look like a change
-        corpus=DATA_SOURCES["corpus"],
-        finetune_sources={task: DATA_SOURCES[task] for task in TASKS},
-        repo_id=config["upload"]["repo_id"],
-        tasks=list(CARD_SUMMARIES),
     log:
         logs("model_card"),
     benchmark:
         bench("model_card")
     conda:
         ENV
+    params:
+        settings=dict(sorted(CARD.items())),  # key order in the config file must not look like a change
+        corpus=DATA_SOURCES["corpus"],
+        finetune_sources={task: DATA_SOURCES[task] for task in TASKS},
+        repo_id=config["upload"]["repo_id"],
+        tasks=list(CARD_SUMMARIES),
     script:
         "../scripts/model_card.py"
 
@@ -119,17 +117,17 @@ rule summary_report:
         benchmark=BENCHMARK_CSV,
     output:
         summary_report_md(),
-    params:
-        param_reports=PARAM_REPORTS,
-        models=LEADERBOARD,
-        title=config["upload"]["repo_id"].split("/")[-1],
-        benchmark_missing=inference_benchmark_csv() if BENCHMARK_ENABLED and not BENCHMARK_CSV else None,
     log:
         logs("summary_report"),
     benchmark:
         bench("summary_report")
     conda:
         ENV
+    params:
+        param_reports=PARAM_REPORTS,
+        models=LEADERBOARD,
+        title=config["upload"]["repo_id"].split("/")[-1],
+        benchmark_missing=inference_benchmark_csv() if BENCHMARK_ENABLED and not BENCHMARK_CSV else None,
     script:
         "../scripts/summary_report.py"
 
@@ -151,14 +149,14 @@ rule summary_html:
             caption="../docs/captions/summary_report.rst",
             category="Summary",
         ),
-    params:
-        title="Summary report",
     log:
         logs("summary_html"),
     benchmark:
-        bench("summary_html"),
+        bench("summary_html")
     conda:
         ENV
+    params:
+        title="Summary report",
     script:
         "../scripts/markdown_html.py"
 
@@ -172,12 +170,12 @@ use rule summary_html as card_html with:
             caption="../docs/captions/model_card.rst",
             category="Model card",
         ),
-    params:
-        title="Model card",
     log:
         logs("card_html"),
     benchmark:
-        bench("card_html"),
+        bench("card_html")
+    params:
+        title="Model card",
 
 
 use rule summary_html as params_html with:
@@ -190,14 +188,14 @@ use rule summary_html as params_html with:
             category="Parameters",
             labels={"model": "{model}"},
         ),
+    log:
+        logs("params_html_{model}"),
+    benchmark:
+        bench("params_html_{model}")
     wildcard_constraints:
         model="[A-Za-z0-9_.-]+",
     params:
         title="Parameter report: {model}",
-    log:
-        logs("params_html_{model}"),
-    benchmark:
-        bench("params_html_{model}"),
 
 
 use rule summary_html as params_html_finetuned with:
@@ -210,15 +208,15 @@ use rule summary_html as params_html_finetuned with:
             category="Parameters",
             labels={"model": "{model}", "task": "{task}"},
         ),
+    log:
+        logs("params_html_{task}_{model}"),
+    benchmark:
+        bench("params_html_{task}_{model}")
     wildcard_constraints:
         task="|".join(TASKS),
         model="[A-Za-z0-9_.-]+",
     params:
         title="Parameter report: {task}/{model}",
-    log:
-        logs("params_html_{task}_{model}"),
-    benchmark:
-        bench("params_html_{task}_{model}"),
 
 
 FINAL_TARGETS.extend(
