@@ -20,7 +20,7 @@ import yaml
 
 from bertflow import checks
 from bertflow.errors import ConfigError, DataError, PipelineError, ResourceError
-from bertflow.stage import OFFLINE_ENV, failure_cause, stage
+from bertflow.stage import OFFLINE_ENV, QUIET_ENV, failure_cause, stage
 from bertflow.task_data import read_squad_json, read_sst2_tsv
 
 from support.workflow import REPO, TINY_CONFIG, snakemake, write_config
@@ -263,6 +263,20 @@ def test_foreign_exception_ends_the_log_with_its_type_and_message(tmp_path, monk
     last = (tmp_path / "x.log").read_text().strip().splitlines()[-1]
     assert last.endswith("rule finetune failed: RuntimeError: The size of tensor a (96) must match "
                          "the size of tensor b (64)")
+
+
+def test_stage_logs_are_plain_text(tmp_path, monkeypatch):
+    for key in (*OFFLINE_ENV, *QUIET_ENV):  # stage() sets them in this process: undo after the test
+        monkeypatch.setenv(key, "1")
+    smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="finetune", threads=None)
+    with stage(smk):
+        print("\x1b[1mBertForSequenceClassification LOAD REPORT\x1b[0m from: model")
+        sys.stderr.write("Loading weights:  50%\rLoading weights: 100%\n")
+    logging.shutdown()
+    text = (tmp_path / "x.log").read_text()
+    assert "BertForSequenceClassification LOAD REPORT from: model" in text
+    assert "\x1b" not in text and "\r" not in text
+    assert "Loading weights: 100%" in text.splitlines()
 
 
 def test_failure_cause_keeps_our_messages_as_they_are():

@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.machinery
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,38 @@ log = logging.getLogger("bertflow")
 
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# Progress bars are for terminals: in a log file they are carriage-return noise.
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class PlainLog:
+    """A log file that keeps only plain text: terminal colour codes dropped (transformers' load
+    report prints them even to a file) and carriage returns turned into line ends."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, text: str) -> int:
+        self.handle.write(_TERMINAL_CODES.sub("", text).replace("\r\n", "\n").replace("\r", "\n"))
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+def _quiet_progress_bars() -> None:
+    os.environ.update(QUIET_ENV)  # for libraries imported from here on
+    if "transformers" in sys.modules:  # already imported by the stage script: switch them off there
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+        for handler in logging.getLogger("transformers").handlers:  # bound to the stderr of its import
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(sys.stderr)
+    elif "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
 
 
 @contextlib.contextmanager
@@ -35,7 +68,8 @@ def stage(smk, *, network: bool = False):
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log_path, "a", buffering=1, encoding="utf-8")
-        sys.stdout = sys.stderr = handle
+        sys.stdout = sys.stderr = PlainLog(handle)
+        _quiet_progress_bars()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
