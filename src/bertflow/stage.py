@@ -47,12 +47,12 @@ class PlainLog:
         return getattr(self.handle, name)
 
 
-def _quiet_progress_bars() -> None:
+def _quiet_progress_bars(previous_stderr) -> None:
     os.environ.update(QUIET_ENV)  # for libraries imported from here on
     if "transformers" in sys.modules:  # already imported by the stage script: switch them off there
         sys.modules["transformers"].utils.logging.disable_progress_bar()
         for handler in logging.getLogger("transformers").handlers:  # bound to the stderr of its import
-            if isinstance(handler, logging.StreamHandler):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is previous_stderr:
                 handler.setStream(sys.stderr)
     elif "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
@@ -64,12 +64,12 @@ def stage(smk, *, network: bool = False):
     if not network:
         os.environ.update(OFFLINE_ENV)
     log_path = Path(smk.log[0]) if smk.log else None
-    handle = None
+    handle, previous = None, (sys.stdout, sys.stderr)
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log_path, "a", buffering=1, encoding="utf-8")
         sys.stdout = sys.stderr = PlainLog(handle)
-        _quiet_progress_bars()
+        _quiet_progress_bars(previous[1])
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -86,7 +86,7 @@ def stage(smk, *, network: bool = False):
         raise
     finally:
         if handle is not None:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            sys.stdout, sys.stderr = previous
             handle.close()
 
 
