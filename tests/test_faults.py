@@ -279,6 +279,18 @@ def test_stage_logs_are_plain_text(tmp_path, monkeypatch):
     assert "Loading weights: 100%" in text.splitlines()
 
 
+def test_stage_gives_back_the_logging_it_replaced(tmp_path, monkeypatch):
+    for key in (*OFFLINE_ENV, *QUIET_ENV):
+        monkeypatch.setenv(key, "1")
+    before = logging.root.handlers[:]
+    smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="finetune", threads=None)
+    with stage(smk):
+        assert logging.root.handlers != before
+    assert logging.root.handlers == before, "no root handler is left writing to the closed log"
+    logging.getLogger("bertflow").warning("after the stage")  # a closed stream would print 'Logging error'
+    assert "after the stage" not in (tmp_path / "x.log").read_text()
+
+
 def test_failure_cause_keeps_our_messages_as_they_are():
     assert failure_cause(DataError("x.tsv, line 3: bad")) == "x.tsv, line 3: bad"
     assert failure_cause(AttributeError("'DynamicCache' object has no attribute 'float'")) == \

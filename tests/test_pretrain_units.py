@@ -279,7 +279,9 @@ def test_time_budget_stops_training_with_the_learning_rate_run_down(tmp_path):
     assert 1.2 <= p.train_s < 1.2 + 1.0
     assert p.global_step > trainer.steps_per_epoch, "the data is cycled through until the budget ends"
     assert trainer.scheduler.get_last_lr()[0] < 0.02 * 2e-3
-    assert p.rows[-1]["kind"] == "end" and p.rows[-1]["step"] == p.global_step
+    # The budget ends mid-epoch unless its last step happens to close an epoch (about 1 run in 10 here).
+    ended_on_epoch = p.global_step % trainer.steps_per_epoch == 0
+    assert p.rows[-1]["kind"] == ("epoch" if ended_on_epoch else "end") and p.rows[-1]["step"] == p.global_step
     assert trainer.stopped_by() == "time_budget"
 
 

@@ -47,15 +47,29 @@ class PlainLog:
         return getattr(self.handle, name)
 
 
-def _quiet_progress_bars(previous_stderr) -> None:
+def _quiet_progress_bars(previous_stderr) -> list[logging.StreamHandler]:
+    """Returns the transformers handlers re-pointed at the log, to point back when the stage ends."""
     os.environ.update(QUIET_ENV)  # for libraries imported from here on
+    repointed = []
     if "transformers" in sys.modules:  # already imported by the stage script: switch them off there
         sys.modules["transformers"].utils.logging.disable_progress_bar()
         for handler in logging.getLogger("transformers").handlers:  # bound to the stderr of its import
             if isinstance(handler, logging.StreamHandler) and handler.stream is previous_stderr:
                 handler.setStream(sys.stderr)
+                repointed.append(handler)
     elif "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    return repointed
+
+
+def _restore_root_logging(handlers: list[logging.Handler], level: int) -> None:
+    """Put back the root handlers basicConfig(force=True) replaced: ours write to a closed log."""
+    for handler in logging.root.handlers[:]:
+        logging.root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        logging.root.addHandler(handler)
+    logging.root.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -64,12 +78,13 @@ def stage(smk, *, network: bool = False):
     if not network:
         os.environ.update(OFFLINE_ENV)
     log_path = Path(smk.log[0]) if smk.log else None
-    handle, previous = None, (sys.stdout, sys.stderr)
+    handle, previous, repointed = None, (sys.stdout, sys.stderr), []
+    root_handlers, root_level = logging.root.handlers[:], logging.root.level
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log_path, "a", buffering=1, encoding="utf-8")
         sys.stdout = sys.stderr = PlainLog(handle)
-        _quiet_progress_bars(previous[1])
+        repointed = _quiet_progress_bars(previous[1])
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -85,7 +100,11 @@ def stage(smk, *, network: bool = False):
         log.error("rule %s failed: %s", getattr(smk, "rule", "?"), failure_cause(err))  # the log's last line
         raise
     finally:
+        # A stage script ends here anyway; a caller in the same process (tests) gets its streams back.
+        _restore_root_logging(root_handlers, root_level)
         if handle is not None:
+            for handler in repointed:
+                handler.setStream(previous[1])
             sys.stdout, sys.stderr = previous
             handle.close()
 
