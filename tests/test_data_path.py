@@ -22,7 +22,7 @@ from support.workflow import REPO
 
 from bertflow import corpus, synthetic
 from bertflow.block_files import BlockFileWriter
-from bertflow.blocks import build_blocks, load_blocks
+from bertflow.blocks import build_blocks, line_batches, load_blocks
 from bertflow.errors import DataError, ResourceError
 from bertflow.tokenizer import load_tokenizer, sampled_lines, train_tokenizer
 
@@ -118,6 +118,16 @@ def test_wikibooks_slice_blocks_are_identical_to_the_old_path(tmp_path):
                  out_dir=str(tmp_path / "blocks"))
     _, blocks = load_blocks(str(tmp_path / "blocks"))
     assert blocks["validation"].tolist() == old_blocks(load_tokenizer(str(tok_dir)), text, 128)
+
+
+def test_line_batches_are_cut_by_characters_not_lines(tmp_path):
+    # Long book paragraphs and short lines alike: a batch holds about batch_chars of text.
+    lines = ["x" * 400] * 50 + ["short"] * 300
+    (tmp_path / "t.txt").write_text("\n\n".join(lines) + "\n")
+    batches = list(line_batches(str(tmp_path / "t.txt"), batch_chars=2000))
+    assert [line for batch in batches for line in batch] == lines, "every non-blank line, in order"
+    assert all(sum(len(line) + 2 for line in batch) <= 2000 + 402 for batch in batches)
+    assert len(batches[0]) == 5 and max(len(batch) for batch in batches) > 250
 
 
 def test_block_writer_uses_uint32_above_65536_tokens(tmp_path):
