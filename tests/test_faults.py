@@ -332,13 +332,15 @@ def test_a_good_config_file_has_no_problem():
 def test_override_strings_take_the_schema_types():
     config = {"seed": 3, "pretrain": {"epochs": "5", "learning_rate": "1e-3", "preset": "null", "seed": "7",
                                       "compile": "false", "model": {"hidden_size": "64"}},
-              "finetune": {"seeds": ["1", "2"], "baselines": {"b": "123"}},
+              "finetune": {"seeds": ["1", "2"], "baselines": {"b": "123"},
+                           "sst2": {"epochs": "2", "group_by_length": "true", "max_length": "48"}},
               "upload": {"repo_id": "a/1", "branch": "2024"}}
     overrides = copy.deepcopy(config)
     checks.coerce_overrides(config, overrides, SCHEMA)
     assert config["pretrain"] == {"epochs": 5, "learning_rate": 1e-3, "preset": None, "seed": 7, "compile": False,
                                   "model": {"hidden_size": 64}}
-    assert config["finetune"] == {"seeds": [1, 2], "baselines": {"b": "123"}}  # strings stay where strings fit
+    assert config["finetune"] == {"seeds": [1, 2], "baselines": {"b": "123"},  # strings stay where strings fit
+                                  "sst2": {"epochs": 2, "group_by_length": True, "max_length": 48}}  # $defs keys too
     assert config["upload"] == {"repo_id": "a/1", "branch": "2024"}
 
 

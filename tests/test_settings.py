@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import yaml
 
+from bertflow.checks import load_schema, schema_problems
 from bertflow.errors import ConfigError
 from bertflow.finetune import FinetuneSettings
 from bertflow.pretrain import Settings
 
 from support.workflow import REPO
 
-SCHEMA = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
+SCHEMA_FILE = REPO / "config" / "config.schema.yaml"
+SCHEMA = load_schema(str(SCHEMA_FILE))  # $refs merged in
 
 
 def dataclass_defaults(cls) -> dict:
@@ -60,3 +61,25 @@ def test_finetune_defaults_equal_each_tasks_schema(task):
     shared = set(schema) & set(ours)
     assert {"epochs", "learning_rate", "batch_size"} <= shared
     assert {k: ours[k] for k in shared} == {k: schema[k] for k in shared}
+
+
+def test_snakemake_fills_the_shared_task_defaults_through_the_ref():
+    from snakemake.utils import validate
+
+    config = {"finetune": {"sst2": {"epochs": 5}, "squad": {}}}
+    validate(config, str(SCHEMA_FILE))
+    sst2, squad = config["finetune"]["sst2"], config["finetune"]["squad"]
+    assert (sst2["epochs"], squad["epochs"]) == (5, 3) and sst2["learning_rate"] == squad["learning_rate"] == 1e-4
+    assert (sst2["max_length"], squad["max_length"], squad["doc_stride"]) == (64, 384, 128), "each task's own keys"
+
+
+@pytest.mark.parametrize("task", ["sst2", "squad"])
+def test_unknown_task_keys_are_refused_by_both_validators(task):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError, match=r"Unevaluated properties are not allowed \('epoch' was unexpected\)"):
+        validate({"finetune": {task: {"epoch": 2}}}, str(SCHEMA_FILE))
+    assert schema_problems({"finetune": {task: {"epoch": 2}}}, SCHEMA) == [
+        f"finetune.{task}: Additional properties are not allowed ('epoch' was unexpected) "
+        f"({' '.join(SCHEMA['properties']['finetune']['properties'][task]['description'].split())})"]

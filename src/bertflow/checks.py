@@ -123,8 +123,29 @@ def _valid(value, schema: dict) -> bool:
 
 
 def load_schema(path: str) -> dict:
+    """The schema with its `$ref`s to `#/$defs/...` merged in place, so that the walks above (and
+    the key descriptions in error messages) follow `properties` only; Snakemake validates the file."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        schema = yaml.safe_load(handle)
+    return _inline_refs(schema, schema)
+
+
+def _inline_refs(node, root: dict):
+    if isinstance(node, list):
+        return [_inline_refs(item, root) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _inline_refs(value, root) for key, value in node.items()}
+    ref = node.pop("$ref", None)
+    if ref is None:
+        return node
+    if not ref.startswith("#/$defs/"):
+        raise ConfigError(f"config schema: only local '#/$defs/...' references are supported, not {ref!r}")
+    target = _inline_refs(root["$defs"][ref.removeprefix("#/$defs/")], root)
+    merged = {**target, **node, "properties": {**target.get("properties", {}), **node.get("properties", {})}}
+    if merged.pop("unevaluatedProperties", None) is False:  # = no keys beyond the merged properties
+        merged["additionalProperties"] = False
+    return merged
 
 
 def schema_problems(config: dict, schema: dict) -> list[str]:
