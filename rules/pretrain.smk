@@ -2,6 +2,8 @@ PRETRAIN = config["pretrain"]
 # Keys that change how a run is watched, not what it computes: the script reads them from the
 # config, so changing one does not rerun pretraining (see also pretrain._NOT_FINGERPRINTED).
 PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard")
+# Not params either: seq_len comes with the blocks (an input), num_processes is the rule's own.
+PRETRAIN_NOT_PARAMS = ("seq_len", "num_processes", *PRETRAIN_WATCH_KEYS)
 
 
 rule pretrain:
@@ -34,7 +36,7 @@ rule pretrain:
     resources:
         gpu=gpus(PRETRAIN["num_processes"]),
     params:
-        train=sorted_keys({k: v for k, v in PRETRAIN.items() if k not in ("num_processes", *PRETRAIN_WATCH_KEYS)}),
+        train=sorted_keys({k: v for k, v in PRETRAIN.items() if k not in PRETRAIN_NOT_PARAMS}),
         watch_keys=PRETRAIN_WATCH_KEYS,
         device=config["device"],
         seed=seed_for("pretrain"),

@@ -23,8 +23,9 @@ def data(tmp_path_factory):
 
 
 def spec(data, out, **train):
+    # No seq_len, as the workflow passes none: it comes with the blocks (32 tokens here).
     settings = {"preset": "tiny", "model": {"hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128},
-                "seq_len": 32, "epochs": 2, "batch_size": 8, "learning_rate": 2e-3, "log_every_steps": 1, **train}
+                "epochs": 2, "batch_size": 8, "learning_rate": 2e-3, "log_every_steps": 1, **train}
     return {
         "tokenizer_dir": str(data / "tokenizer"),
         "blocks_dir": str(data / "blocks"),
@@ -64,6 +65,7 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_matches_uninterrupted(data, tm
     info_ref = json.loads((reference_out / "info.json").read_text())
     info_res = json.loads((resumed_out / "info.json").read_text())
     assert info_res["steps"] == info_ref["steps"]
+    assert info_res["settings"]["seq_len"] == info_res["blocks"]["seq_len"] == 32, "the block length, from the blocks"
     weights_ref = load_file(reference_out / "model/model.safetensors")
     weights_res = load_file(resumed_out / "model/model.safetensors")
     for name, tensor in weights_ref.items():  # same thread count: bit for bit
@@ -73,6 +75,15 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_matches_uninterrupted(data, tm
     for key in ("epoch", "step", "train_loss", "eval_loss", "perplexity", "kind"):
         assert [r[key] for r in rows_res] == [r[key] for r in rows_ref], key
     assert not (resumed_out / "checkpoints").exists(), "a finished run removes its checkpoint"
+
+
+def test_a_seq_len_other_than_the_blocks_is_refused_before_training(data, tmp_path):
+    from bertflow.errors import DataError
+    from bertflow.pretrain import pretrain
+
+    with pytest.raises(DataError, match="holds blocks of 32 tokens but pretrain.seq_len is 64"):
+        pretrain(**spec(data, tmp_path / "out", seq_len=64))
+    assert not (tmp_path / "out").exists()
 
 
 def test_checkpoint_from_other_settings_is_not_resumed(data, tmp_path):

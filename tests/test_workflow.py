@@ -112,6 +112,13 @@ def test_vocab_size_replans_tokenizer_and_everything_after(tiny_run_copy, tmp_pa
     assert "prepare_corpus" not in planned
 
 
+def test_seq_len_replans_the_blocks_and_pretraining_not_the_tokenizer(tiny_run_copy, tmp_path):
+    config = write_config(tmp_path / "c.yaml", pretrain={"seq_len": 16})  # pretraining reads it from the blocks
+    planned = dry_run(tiny_run_copy, configfile=config)
+    assert {"tokenize_corpus", "pretrain"} <= planned
+    assert not planned & {"prepare_corpus", "train_tokenizer"}
+
+
 def copy_workflow(tmp_path):
     """A private copy of the workflow's code (Snakefile, rules, scripts, package, config)."""
     workflow = tmp_path / "workflow"

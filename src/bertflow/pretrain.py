@@ -736,9 +736,11 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
              checkpoint_dir: str) -> dict:
     """Stage entry: train (resuming when a matching checkpoint exists), then write the outputs."""
     started = time.time()
-    settings = Settings.from_config({**train, "seed": seed})
-    tokenizer = load_tokenizer(tokenizer_dir)
     meta, blocks = load_blocks(blocks_dir)
+    # The block length comes with the blocks, as the vocabulary comes with the tokenizer (the rule
+    # passes no seq_len); a caller's own seq_len must agree with them (check_blocks_match).
+    settings = Settings.from_config({"seq_len": meta["seq_len"], **train, "seed": seed})
+    tokenizer = load_tokenizer(tokenizer_dir)
     check_blocks_match(meta, tokenizer, tokenizer_dir, blocks_dir, settings.seq_len)
     trainer = Pretrainer(settings, vocab=Vocab.of(tokenizer), blocks=blocks, meta={**meta, "path": blocks_dir},
                          device=device, checkpoint_dir=checkpoint_dir)
