@@ -1,5 +1,5 @@
 """Stage: aggregate one model's task metrics over seeds (mean, standard deviation)."""
-from bertflow.finetune import summarize_seeds
+from bertflow.summary import summarize_seeds
 from bertflow.stage import stage
 
 with stage(snakemake):

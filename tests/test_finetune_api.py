@@ -7,7 +7,6 @@ that the rules and a distributed launcher (`python -m bertflow.finetune SPEC.jso
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
 import torch
@@ -71,18 +70,3 @@ def test_squad_with_reduced_vocab_saves_the_full_vocabulary(model_dir, tmp_path)
     assert saved.shape == pretrained.shape  # full vocabulary restored before saving
     changed = (saved != pretrained).any(dim=1)
     assert 0 < int(changed.sum()) <= stats["vocab_kept"]  # trained rows changed, unused rows did not
-
-
-def test_summary_reports_mean_and_sample_std_over_seeds(tmp_path):
-    files = []
-    for seed, accuracy in ((1, 80.0), (2, 90.0), (3, 100.0)):
-        files.append(str(tmp_path / f"seed{seed}.json"))
-        write_json(files[-1], {"task": "sst2", "model": "m", "model_dir": "d", "seed": seed, "accuracy": accuracy,
-                               "finetune_wall_time_s": 10.0 * seed, "parameters": {"finetuned_parameters": 7}})
-    summary = ft.summarize_seeds(files, str(tmp_path / "summary.json"))
-    assert summary["seeds"] == [1, 2, 3]
-    assert summary["mean"]["accuracy"] == pytest.approx(90.0)
-    assert summary["std"]["accuracy"] == pytest.approx(10.0)  # sample standard deviation (ddof=1)
-    assert summary["mean"]["finetune_wall_time_s"] == pytest.approx(20.0)
-    assert summary["parameters"]["finetuned_parameters"] == 7
-    assert json.loads((tmp_path / "summary.json").read_text())["mean"] == summary["mean"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertflow import block_loader, corpus, presets, pretrain, synthetic
+from bertflow import block_loader, presets, pretrain, synthetic
 from bertflow.block_files import open_split, read_meta
 from bertflow.blocks import build_blocks, load_blocks
 from bertflow.errors import ConfigError, DataError, ResourceError

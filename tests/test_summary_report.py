@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from support.report import PERPLEXITY_ROWS, summary
 
 from bertflow.io import write_json
-from bertflow.summary import leaderboard_rows, write_summary
+from bertflow.summary import leaderboard_rows, summarize_seeds, write_summary
 
 
 def params(vocab=300, d=64, total=1000, folder_bytes=2048):
@@ -69,3 +72,18 @@ def test_enabled_benchmark_without_a_rule_is_said(tmp_path):
 
     assert "no rule of this workflow produces `x.csv`" in "\n".join(benchmark_section(None, "x.csv"))
     assert benchmark_section(None) == []
+
+
+def test_summary_reports_mean_and_sample_std_over_seeds(tmp_path):
+    files = []
+    for seed, accuracy in ((1, 80.0), (2, 90.0), (3, 100.0)):
+        files.append(str(tmp_path / f"seed{seed}.json"))
+        write_json(files[-1], {"task": "sst2", "model": "m", "model_dir": "d", "seed": seed, "accuracy": accuracy,
+                               "finetune_wall_time_s": 10.0 * seed, "parameters": {"finetuned_parameters": 7}})
+    summary = summarize_seeds(files, str(tmp_path / "summary.json"))
+    assert summary["seeds"] == [1, 2, 3]
+    assert summary["mean"]["accuracy"] == pytest.approx(90.0)
+    assert summary["std"]["accuracy"] == pytest.approx(10.0)  # sample standard deviation (ddof=1)
+    assert summary["mean"]["finetune_wall_time_s"] == pytest.approx(20.0)
+    assert summary["parameters"]["finetuned_parameters"] == 7
+    assert json.loads((tmp_path / "summary.json").read_text())["mean"] == summary["mean"]

@@ -57,6 +57,15 @@ def test_pretraining_outputs_and_falling_perplexity(tiny_run):
     assert sum(p.numel() for p in model.parameters()) == info["parameters"]
 
 
+def test_stage_logs_are_plain_lines(tiny_run):
+    """No progress bar (carriage returns) or colour code in any rule's log: stage() switches them off."""
+    logs = sorted((tiny_run / "results/logs").rglob("*.log"))
+    assert any(path.name == "pretrain.log" for path in logs) and len(logs) > 10
+    for path in logs:
+        text = path.read_text()
+        assert "\r" not in text and "\x1b" not in text and "it/s]" not in text, path.name
+
+
 def test_finetuning_metrics_per_task(tiny_run):
     sst2 = json.loads((tiny_run / "results/finetune/sst2/pretrained/seed1/metrics.json").read_text())
     assert sst2["accuracy"] > 60.0, "SST-2 accuracy should be clearly above chance on the generated data"

@@ -89,7 +89,8 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
 
     `spec` (JSON-serialisable keyword arguments of the stage function) goes to a temporary file;
     the processes' output is copied line by line to `stream` (default: sys.stdout, which is the
-    rule's log inside `bertflow.stage.stage`). Raises LaunchError with the exit code on failure.
+    rule's log inside `bertflow.stage.stage`), and they inherit this process's environment (inside
+    `stage()`: offline, progress bars off). Raises LaunchError with the exit code on failure.
     """
     check_processes(num_processes, cpu)
     stream = stream or sys.stdout

@@ -27,7 +27,7 @@ import torch
 from .checks import require_supported_model, require_supported_model_type
 from .distributed import spec_main
 from .errors import ConfigError, DataError
-from .io import read_json, save_tokenizer, write_json, write_text
+from .io import save_tokenizer, write_json, write_text
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
@@ -480,9 +480,6 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
 
 
 def save_model(model, tokenizer, target: Path) -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar (carriage returns) in the rule's log
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -494,25 +491,6 @@ def save_model(model, tokenizer, target: Path) -> None:
 def _csv(rows: list[dict]) -> str:
     columns = list(rows[0])
     return "\n".join([",".join(columns)] + [",".join(f"{r[c]}" for c in columns) for r in rows]) + "\n"
-
-
-def summarize_seeds(metric_files: list[str], out: str) -> dict:
-    """Mean and standard deviation over seeds of every numeric metric."""
-    runs = [read_json(path) for path in metric_files]
-    numeric = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k not in ("seed", "processes")]
-    summary = {
-        "task": runs[0]["task"], "model": runs[0]["model"], "model_dir": runs[0]["model_dir"],
-        "seeds": [r["seed"] for r in runs],
-        "mean": {k: float(np.mean([r[k] for r in runs])) for k in numeric},
-        "std": {k: float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0 for k in numeric},
-        "parameters": runs[0]["parameters"],
-        "per_seed": {str(r["seed"]): {k: r[k] for k in numeric} for r in runs},
-        "vocab_reduction": runs[0].get("vocab_reduction"),
-        "environment": environment_info(),
-    }
-    write_json(out, summary)
-    return summary
 
 
 # `python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process.

@@ -226,9 +226,6 @@ def upload_stage(*, folder: str, receipt: str, settings: dict, endpoint: str | N
         log.info("dry run: %d files in %s would go to %s; %s", len(files), folder, settings["repo_id"], HOW_TO_ENABLE)
         return result
     token = token_from_env()
-    from huggingface_hub.utils import disable_progress_bars
-
-    disable_progress_bars()  # keep the log readable
     pushed = push_folder(
         folder_path, repo_id=settings["repo_id"], token=token, private=settings["private"],
         branch=settings["branch"], commit_message=settings["commit_message"], endpoint=endpoint,

@@ -696,9 +696,6 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
     model_dir = Path(out["model"])
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # no tqdm bar in results/logs/pretrain.log
     trainer.model.save_pretrained(tmp_dir)  # safetensors
     save_tokenizer(tokenizer, tmp_dir)
     shutil.rmtree(model_dir, ignore_errors=True)

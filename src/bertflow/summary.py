@@ -1,17 +1,42 @@
-"""results/report.md: one page gathering the run — perplexity curve, tokenizer, parameters, the
-fine-tuning leaderboard and, when it ran, the inference benchmark. Numbers are read from the
-stage outputs; links are relative, so the page renders where it lies (or on a Git host)."""
+"""Summaries of the run, read from the stage outputs (no torch, no transformers):
+
+- `summarize_seeds` (finetune_summary stage): one model's task metrics over seeds, mean and std;
+- `write_summary` (summary_report stage): results/report.md, one page gathering the run:
+  perplexity curve, tokenizer, parameters, the fine-tuning leaderboard and, when it ran, the
+  inference benchmark. Links are relative, so the page renders where it lies (or on a Git host).
+"""
 
 from __future__ import annotations
 
 import csv
 import os
+import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .card import perplexity_table, read_perplexity
-from .io import read_json, write_text
+from .io import read_json, write_json, write_text
 from .markdown import size, table
+from .provenance import environment_info
+
+
+def summarize_seeds(metric_files: list[str], out: str) -> dict:
+    """Mean and standard deviation over seeds of every numeric metric."""
+    runs = [read_json(path) for path in metric_files]
+    numeric = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k not in ("seed", "processes")]
+    summary = {
+        "task": runs[0]["task"], "model": runs[0]["model"], "model_dir": runs[0]["model_dir"],
+        "seeds": [r["seed"] for r in runs],
+        "mean": {k: statistics.fmean(r[k] for r in runs) for k in numeric},
+        "std": {k: statistics.stdev(r[k] for r in runs) if len(runs) > 1 else 0.0 for k in numeric},
+        "parameters": runs[0]["parameters"],
+        "per_seed": {str(r["seed"]): {k: r[k] for k in numeric} for r in runs},
+        "vocab_reduction": runs[0].get("vocab_reduction"),
+        "environment": environment_info(),
+    }
+    write_json(out, summary)
+    return summary
 
 
 def _rel(path: str | Path, out: str | Path) -> str:

@@ -21,7 +21,7 @@ SQUAD = {"exact_match": 12.5, "f1": 20.75, "finetune_wall_time_s": 30.0}
 
 
 def summary(task: str, model: str, mean: dict, seeds=(1, 2)) -> dict:
-    """What finetune.summarize_seeds writes (mean/std over seeds)."""
+    """What summary.summarize_seeds writes (mean/std over seeds)."""
     return {"task": task, "model": model, "model_dir": "x", "seeds": list(seeds), "mean": dict(mean),
             "std": {k: 0.5 for k in mean}, "parameters": {}, "per_seed": {}}
 

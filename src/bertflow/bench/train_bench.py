@@ -635,9 +635,6 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
     if args.data == "random":
         return random_blocks(n_blocks, seq_len, args.vocab_size, args.seed), None, args.vocab_size
     if args.data == "blocks":
-        import numpy as np
-        import torch
-
         from ..blocks import load_blocks
 
         meta, splits = load_blocks(args.blocks)
