@@ -1,7 +1,8 @@
 PRETRAIN = config["pretrain"]
-# Keys that change how a run is watched, not what it computes: the script reads them from the
-# config, so changing one does not rerun pretraining (see also pretrain._NOT_FINGERPRINTED).
-PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard")
+# Keys that change how a run is watched or how fast it goes, not what it computes: the script
+# reads them from the config, so changing one does not rerun pretraining (as pretrain's
+# _NOT_FINGERPRINTED lets a checkpoint made under other values resume).
+PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard", "compile", "compile_mode")
 # Not params either: seq_len comes with the blocks (an input), num_processes is the rule's own.
 PRETRAIN_NOT_PARAMS = ("seq_len", "num_processes", *PRETRAIN_WATCH_KEYS)
 

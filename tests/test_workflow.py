@@ -110,7 +110,8 @@ def test_pretraining_hyperparameter_replans_pretraining_not_tokenizer(tiny_run_c
 
 def test_watch_only_pretraining_keys_replan_nothing(tiny_run_copy, tmp_path):
     config = write_config(tmp_path / "c.yaml", pretrain={"log_every_steps": 3, "tensorboard": False,
-                                                         "checkpoint_every_steps": 7})
+                                                         "checkpoint_every_steps": 7, "compile": True,
+                                                         "compile_mode": "default"})
     assert dry_run(tiny_run_copy, configfile=config) == set()
 
 
