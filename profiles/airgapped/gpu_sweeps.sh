@@ -28,7 +28,7 @@ config=${SWEEP_CONFIG:-config/gpu_wikibooks.yaml}
 deadline=$((SECONDS + ${SWEEP_LIMIT_S:-540}))
 mkdir -p "$out"
 source "$(dirname "$0")/site.sh" "$bundle"
-results=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['results_dir'])" "$config") || exit 2
+results=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get('results_dir', 'results'))" "$config") || exit 2
 # The config's data paths (../shared/data/...) lead to the carried data.
 if [ ! -e ../shared/data ] || [ -L ../shared/data ]; then
     mkdir -p ../shared && ln -sfn "$(cd "$bundle" && pwd)/data" ../shared/data

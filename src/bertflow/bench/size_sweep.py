@@ -9,8 +9,9 @@ the workflow would run it (config/config.yaml under it, the schema's defaults fi
 `preset` and `time_budget` changed (and any `--set KEY=VALUE`). The presets run one after the other,
 each through the pretrain stage's own entry point in a fresh process (`bertflow.bench.sweep`), so
 each gets the whole device and its own compilation. Written to OUT (default RESULTS_DIR/size_sweep):
-size_sweep.json and size_sweep.md (preset, parameters, steps, tokens seen, tokens/s, final
-validation perplexity, training and wall time, device) and per preset its perplexity.csv/png,
+size_sweep.json and size_sweep.md (preset, parameters, steps, tokens seen, tokens/s = tokens seen /
+training seconds, compilation included as in the budget, final validation perplexity, training and
+wall time, device) and per preset its perplexity.csv/png,
 train_info.json, stage.log and attempts.jsonl (model weights are removed unless --keep-models).
 
 Interrupted (SIGTERM, e.g. a device call's time limit under `timeout`): the running preset

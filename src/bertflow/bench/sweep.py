@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from ..distributed import _run_forwarding_signals
+from ..distributed import run_forwarding_signals
 from ..errors import ConfigError, PipelineError
 from ..io import read_json, write_json, write_text
 
@@ -43,7 +43,7 @@ def workflow_config(config_file: str) -> dict:
     over it, then the schema's defaults (as rules/common.smk fills them)."""
     from snakemake.utils import update_config, validate
 
-    from ..checks import config_file_problem, integral_floats_to_int, load_schema, validate_config
+    from ..checks import check_config, config_file_problem, integral_floats_to_int, load_schema, validate_config
 
     problem = config_file_problem(config_file)
     if problem:
@@ -54,6 +54,7 @@ def workflow_config(config_file: str) -> dict:
     validate_config(config, schema)
     validate(config, str(REPO_CONFIG / "config.schema.yaml"))  # fills in the defaults
     integral_floats_to_int(config, schema)
+    check_config(config)
     return config
 
 
@@ -135,7 +136,7 @@ def execute(run: Run) -> tuple[int, list[int]]:
     with open(run.folder / LOG_FILE, "a", encoding="utf-8") as stream:
         stream.write(f"--- {started_utc}: python -m {run.module} {spec_file}\n")
         stream.flush()
-        code, _, signals, _ = _run_forwarding_signals([sys.executable, "-m", run.module, str(spec_file)],
+        code, _, signals, _ = run_forwarding_signals([sys.executable, "-m", run.module, str(spec_file)],
                                                       stage_environment(), stream)
     attempt = {"started_utc": started_utc, "wall_s": round(time.perf_counter() - started, 3), "exit_code": code,
                "signals": signals}
