@@ -65,7 +65,9 @@ esac
 
 code=0
 if [ ${#targets[@]} -gt 0 ]; then
-    bounded python3 -m snakemake "${targets[@]}" --cores "$(nproc)" --resources gpu=1 --configfile "$config" \
+    # --rerun-incomplete: a job killed by an earlier deadline runs again (pretraining from its checkpoint).
+    bounded python3 -m snakemake "${targets[@]}" --cores "$(nproc)" --resources gpu=1 --rerun-incomplete \
+        --configfile "$config" \
         2>&1 | tee -a "$out/snakemake.log"
     code=${PIPESTATUS[0]}
 fi
