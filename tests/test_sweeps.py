@@ -184,3 +184,48 @@ def test_size_sweep_stopped_by_sigterm_resumes_from_the_checkpoint(tmp_path):
     (row,) = json.loads((out / "size_sweep.json").read_text())["rows"]
     assert row["attempts"] == 2 and row["stopped_by"] == "time_budget"
     assert 0.25 * 60 <= row["train_s"] < 0.25 * 60 + 5  # one budget over both runs, not one per run
+
+
+def test_gpu_sweeps_script_runs_the_data_stages_and_the_size_sweep(tmp_path):
+    """profiles/airgapped/gpu_sweeps.sh as a device call runs it, on CPU: a bundle without packages
+    (this environment has them), a repository copy (the script links ../shared/data beside it)."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+
+    from support.workflow import REPO
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("Snakefile", "environment.yml", "requirements.txt", "pyproject.toml"):
+        shutil.copy(REPO / name, repo / name)
+    for name in ("rules", "scripts", "src", "config", "profiles"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    bundle = tmp_path / "bundle"
+    (bundle / "data").mkdir(parents=True)
+    with tarfile.open(bundle / "site-packages.tar.gz", "w:gz"):
+        pass
+    (repo / "config" / "tiny_sweeps.yaml").write_text(yaml.safe_dump({
+        "results_dir": "results/tiny", "device": "cpu", "corpus": {"generated": {"num_sentences": 1500}},
+        "tokenizer": {"vocab_size": 300}, "pretrain": {"seq_len": 32, "batch_size": 8, "max_eval_blocks": 8,
+                                                     "tensorboard": False}}))
+    python_dir = tmp_path / "bin"  # `python3` on the node is the one with torch: here, this interpreter
+    python_dir.mkdir()
+    (python_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (python_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{python_dir}:{os.environ['PATH']}", "SWEEP_CONFIG": "config/tiny_sweeps.yaml",
+           "SWEEP_LIMIT_S": "240", "BERTFLOW_SITE": str(tmp_path / "site")}
+    env.pop("PYTHONPATH", None)  # the script puts the bundle and the copy's src/ there
+    out = tmp_path / "out"
+    done = subprocess.run(["profiles/airgapped/gpu_sweeps.sh", str(bundle), str(out), "size", "--presets", "tiny",
+                           "--time-budget", "0.02", "--keep-models"], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert (tmp_path / "shared" / "data").resolve() == (bundle / "data").resolve()
+    (row,) = json.loads((out / "size_sweep" / "size_sweep.json").read_text())["rows"]
+    assert row["preset"] == "tiny" and row["stopped_by"] == "time_budget"
+    assert (out / "device.txt").is_file() and "tokenize_corpus" in (out / "snakemake.log").read_text()
+    assert (out / "logs" / "tokenize_corpus.log").is_file() and (out / "size_sweep" / "tiny" / "stage.log").is_file()
+    assert not [p for p in out.rglob("*") if p.name in ("model", "checkpoints") or p.suffix in (".safetensors", ".pt")]
+    assert (repo / "results" / "tiny" / "blocks").is_dir()  # results stay on the node for a rerun
+    assert (repo / "results" / "tiny" / "size_sweep" / "tiny" / "model").is_dir()  # kept there, not copied
