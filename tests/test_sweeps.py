@@ -51,6 +51,9 @@ def test_size_sweep_bad_input_fails_before_compute(tmp_path, capsys):
         size_sweep.parse_args(["--time-budget", "0"])
     with pytest.raises(ConfigError, match="--set 'presett=mini'"):
         size_sweep.parse_args(["--time-budget", "1", "--set", "presett=mini"])
+    shaped = tiny_config(tmp_path, pretrain={"model": {"hidden_size": 64, "num_attention_heads": 2}})
+    assert size_sweep.main(["--config", shaped, "--time-budget", "0.01"]) == 2
+    assert "pretrain.model sets hidden_size, num_attention_heads" in capsys.readouterr().err
 
 
 def test_size_sweep_runs_each_preset_then_skips_finished_ones(tmp_path, capsys):

@@ -32,12 +32,17 @@ from ..markdown import table
 from .sweep import Run, device_name, key_values, require_dirs, seed_for, sweep_main, workflow_config, write_results
 
 NOT_PASSED = ("seq_len", "num_processes")  # the blocks fix seq_len; the sweep runs one process per preset
+SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")  # what a preset sets
 PERPLEXITY_KEYS = ("epoch", "step", "perplexity", "elapsed_s", "kind")
 
 
 def preset_runs(args, config: dict) -> list[Run]:
     """One pretrain stage run per preset: the config's settings with the preset and budget changed."""
     base = {k: v for k, v in config["pretrain"].items() if k not in NOT_PASSED}
+    fixed = sorted(k for k, v in (base.get("model") or {}).items() if k in SHAPE_KEYS and v is not None)
+    if fixed:
+        raise ConfigError(f"{args.config}: pretrain.model sets {', '.join(fixed)}, which would override every "
+                          "preset's shape; remove them for a size sweep")
     runs = []
     for preset in args.presets:
         folder = Path(args.out, preset)
@@ -129,8 +134,8 @@ def prepare(argv: list[str] | None) -> tuple:
     args.tokenizer = args.tokenizer or str(results_dir / "tokenizer")
     args.blocks = args.blocks or str(results_dir / "blocks")
     args.out = args.out or str(results_dir / "size_sweep")
-    require_dirs(tokenizer=args.tokenizer, blocks=args.blocks)
     runs = preset_runs(args, config)
+    require_dirs(tokenizer=args.tokenizer, blocks=args.blocks)
     return runs, lambda: write_sweep(args, runs), args.out, args.keep_models
 
 

@@ -149,10 +149,10 @@ def log_tail(run: Run, lines: int = 25) -> str:
     return "\n".join((run.folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def run_all(runs: list[Run], after_each, *, keep: tuple[str, ...] = ()) -> int:
+def run_all(runs: list[Run], after_each, *, keep_models: bool = False) -> int:
     """Each run that is not finished, in order, calling `after_each()` once a run ends (to rewrite
     the results). Stops at a run stopped by a signal (exit 143); a failed run does not stop the others.
-    Folders named `model` are removed after a run unless "model" is in `keep` (weights are not results)."""
+    A run's `model` folder is removed after it unless `keep_models` (weights are not results)."""
     failures, received = 0, []
     previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
                 for sig in (signal.SIGTERM, signal.SIGINT)}  # between runs: stop before the next one
@@ -161,7 +161,7 @@ def run_all(runs: list[Run], after_each, *, keep: tuple[str, ...] = ()) -> int:
             if received:
                 print(f"  signal {received[0]} received: stopped before {run.name}", flush=True)
                 return STOPPED_EXIT_CODE
-            code = run_one(run, after_each, keep)
+            code = run_one(run, after_each, keep_models)
             if code == STOPPED_EXIT_CODE:
                 return code
             failures += code != 0
@@ -171,14 +171,14 @@ def run_all(runs: list[Run], after_each, *, keep: tuple[str, ...] = ()) -> int:
     return 1 if failures else 0
 
 
-def run_one(run: Run, after_each, keep: tuple[str, ...]) -> int:
+def run_one(run: Run, after_each, keep_models: bool) -> int:
     """0 (done, or finished earlier), 143 (stopped by a signal) or the failed stage's exit code."""
     if run.finished():
         print(f"  {run.name}: finished earlier, skipped", flush=True)
         return 0
     print(f"  {run.name}: running (log: {run.folder / LOG_FILE})", flush=True)
     code, signals = execute(run)
-    if "model" not in keep:
+    if not keep_models:
         shutil.rmtree(run.folder / "model", ignore_errors=True)
     after_each()
     if signals or code in (STOPPED_EXIT_CODE, -signal.SIGTERM):
@@ -209,7 +209,7 @@ def sweep_main(prepare, argv: list[str] | None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{len(runs)} runs -> {out}", flush=True)
-    code = run_all(runs, write, keep=("model",) if keep_models else ())
+    code = run_all(runs, write, keep_models=keep_models)
     print("\n" + "\n".join(write()), flush=True)
     print(f"\nwritten to {out}")
     return code
