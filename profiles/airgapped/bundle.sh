@@ -6,7 +6,8 @@
 #   profiles/airgapped/bundle.sh OUT_DIR [PYTHON_VERSION] [DATA...]
 #   e.g. profiles/airgapped/bundle.sh .gpu 3.12 ../shared/data/sst2 ../shared/data/squad
 #
-# On the node: profiles/airgapped/activate.sh OUT_DIR (unpacks the packages, sets PYTHONPATH).
+# On the node: profiles/airgapped/run.sh OUT_DIR SNAKEMAKE_ARGS... (unpacks the packages, sets PYTHONPATH);
+# profiles/airgapped/gpu_sweeps.sh for the sweeps.
 set -euo pipefail
 out=${1:?usage: bundle.sh OUT_DIR [PYTHON_VERSION] [DATA...]}
 pyver=${2:-3.12}

@@ -102,7 +102,7 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
         log.info("launching %d %s processes: %s", num_processes, "CPU (gloo)" if cpu else "GPU (NCCL)",
                  " ".join(command))
         stream.flush()
-        returncode, rank_codes, signals, errors = _run_forwarding_signals(command, env, stream)
+        returncode, rank_codes, signals, errors = run_forwarding_signals(command, env, stream)
     if returncode == 0:
         return
     if signals or 143 in rank_codes:
@@ -182,7 +182,7 @@ _EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
 _EXCEPTION = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:\w+\.)*(?!ChildFailedError)\w*(?:Error|Exception)\b(?::.*)?)$")
 
 
-def _run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int], list[int], list[str]]:
+def run_forwarding_signals(command: list[str], env: dict, stream: TextIO) -> tuple[int, list[int], list[int], list[str]]:
     """Run `command`, copying its output to `stream`; returns its exit code, the ranks' failed
     ones, the signals this process received (and passed on) and the ranks' exception lines."""
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -272,18 +272,9 @@ def per_task(value: str, cast=int) -> dict:
 def ours_options(items: list[str]) -> dict:
     """`--ours group_by_length=true dynamic_padding=false` -> settings for our side only."""
     from ..finetune import FinetuneSettings
+    from .sweep import key_values
 
-    options = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in FinetuneSettings.__dataclass_fields__ or not value:
-            raise ConfigError(f"--ours {item!r}: expected KEY=VALUE with KEY a fine-tuning setting "
-                              f"({', '.join(FinetuneSettings.__dataclass_fields__)})")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
+    return key_values(items, list(FinetuneSettings.__dataclass_fields__), "--ours")
 
 
 def parse_args(argv: list[str] | None):
