@@ -204,7 +204,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="tokenizer threads (ours) = num_proc (baseline)")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--vocab-size", type=int, default=30522)
-    parser.add_argument("--max-train-bytes", type=int, default=300_000_000)
+    parser.add_argument("--max-train-bytes", type=int, default=50_000_000,
+                        help="the tokenizer's sample cap (tokenizer.max_train_bytes; its default)")
     parser.add_argument("--no-baseline", action="store_true", help="our stages only (a quick memory-flatness check)")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--out", default="docs/results/cpu-data-path")
