@@ -76,6 +76,18 @@ def test_length_grouped_batches_cover_every_feature_with_less_padding(model_dir,
     assert all(np.isfinite(e["train_loss"]) for e in result["epochs"])
 
 
+def test_reduced_vocabulary_learns_what_the_full_matrix_learns(model_dir, data, tmp_path):
+    """reduce_vocab (the default) trains only the rows the task's tokens use: the other rows take
+    no part in the losses or predictions, so both runs match (dropout streams included)."""
+    full = run("sst2", model_dir, data, tmp_path / "full", reduce_vocab=False)
+    reduced = run("sst2", model_dir, data, tmp_path / "reduced")
+    assert reduced["settings"]["reduce_vocab"] is True and full["settings"]["reduce_vocab"] is False  # the default
+    assert reduced["vocab_reduction"]["vocab_kept"] < reduced["vocab_reduction"]["vocab_full"]
+    for old, new in zip(full["epochs"], reduced["epochs"]):
+        assert new["train_loss"] == pytest.approx(old["train_loss"], rel=1e-5)
+    assert read_json(tmp_path / "reduced" / "predictions.json") == read_json(tmp_path / "full" / "predictions.json")
+
+
 def test_padded_width_rounds_up_to_the_multiple_within_the_tensor():
     assert ft.padded_width(13, 64, 1) == 13
     assert ft.padded_width(13, 64, 8) == 16

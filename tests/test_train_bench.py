@@ -60,6 +60,28 @@ def test_levers_flip_each_stage_default_once():
     assert [(r.preset, r.kind) for r in runs] == [("tiny", "baseline"), ("tiny", "ours"), ("mini", "baseline"), ("mini", "ours")]
 
 
+def test_dropout_and_thread_levers_are_config_overrides_and_can_be_chosen():
+    cpu = train_bench.levers("cpu", threads=1)
+    assert cpu["attention dropout 0"] == {"model_overrides": {"attention_probs_dropout_prob": 0.0}}
+    assert cpu["no dropout (hidden + attention 0)"]["model_overrides"] == {
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    assert cpu["2 torch threads"] == {"threads": 2} and train_bench.levers("cpu", threads=2)["1 torch thread"] == {"threads": 1}
+    assert not any("thread" in label for label in train_bench.levers("cuda"))
+    # The overrides are pretrain.model keys: the stage accepts them as they are.
+    from bertflow.pretrain import Settings, build_model
+    for change in (cpu["no dropout (hidden + attention 0)"], cpu["attention dropout 0"]):
+        model = build_model(Settings(model=change["model_overrides"]), vocab_size=100, pad_token_id=0)
+        assert model.config.attention_probs_dropout_prob == 0.0
+    runs = train_bench.plan(["tiny"], [64], "cpu", baseline=False, with_levers=True, only=["DROPOUT", "thread"])
+    assert [r.name for r in runs] == [train_bench.OURS, "attention dropout 0", "no dropout (hidden + attention 0)",
+                                      "2 torch threads"]
+
+
+def test_loss_curve_averages_consecutive_windows_of_every_step():
+    assert train_bench.loss_curve([6.0, 4.0, 3.0, 1.0, 2.0], points=2) == [5.0, 2.0]
+    assert train_bench.loss_curve([1.0, 2.0], points=10) == [1.0, 2.0]
+
+
 def row(run, tokens_per_s, final_loss, peak=2**30, before=2**29):
     return {"preset": "tiny", "seq_len": 64, "run": run, "tokens_per_s": tokens_per_s, "final_loss": final_loss,
             "flops_per_token": 1e6,
@@ -144,3 +166,33 @@ def test_isolated_run_reports_its_own_process_memory(tmp_path):
     result = train_bench.execute_isolated(run, str(tmp_path / "blocks.pt"), common, str(tmp_path))
     assert len(result["losses"]) == 2 and result["settings"]["masked_only_head"] is True
     assert result["peak_memory_bytes"] >= result["rss_before_bytes"] > 0
+
+
+def test_held_out_blocks_give_every_run_the_same_masked_loss(tmp_path):
+    """--eval-blocks: the last blocks are not trained on; the loss on them uses fixed masks and no
+    dropout, so an untrained model scores the same on both sides and a lever's own thread count
+    is used for its run only."""
+    blocks = train_bench.random_blocks(12, 16, 100, seed=0)
+    common = train_bench.Common(steps=1, batch_size=4, learning_rate=1e-9, seed=0, device="cpu", precision="fp32",
+                                mlm_probability=0.15, warmup_steps=1, vocab_size=100, max_position_embeddings=64,
+                                tokenizer_dir=None, eval_blocks=4)
+    ours = train_bench.execute(train_bench.Run(train_bench.OURS, "ours", "tiny", 16), blocks, common)
+    lever = train_bench.execute(train_bench.Run("2 torch threads", "ours", "tiny", 16, {"threads": 2}), blocks, common)
+    base = train_bench.execute(train_bench.Run(train_bench.BASELINE, "baseline", "tiny", 16), blocks, common)
+    assert lever["settings"]["threads"] == 2 and ours["settings"]["threads"] == 1 and torch.get_num_threads() == 1
+    # lr 1e-9: the weights barely move, so the held-out losses agree (same initial weights, same masks).
+    assert ours["eval_loss"] == pytest.approx(base["eval_loss"], rel=1e-4)
+    assert ours["eval_loss"] == pytest.approx(lever["eval_loss"], rel=1e-4)
+    assert 0.7 * math.log(100) < ours["eval_loss"] < 1.3 * math.log(100)
+
+
+
+def test_held_out_blocks_must_leave_a_training_batch(tmp_path, monkeypatch):
+    """A text too short for the training batches plus the held-out blocks fails before any training."""
+    monkeypatch.setattr(train_bench, "load_data", lambda args, seq_len, n, workdir: (torch.zeros(10, 16), None, 100))
+    args = train_bench.parse_args(["--batch-size", "4", "--eval-blocks", "8", "--seq-lens", "16"])
+    with pytest.raises(train_bench.DataError, match="leave fewer than one batch of 4 after the 8 held out"):
+        train_bench.prepare_data(args, 16, str(tmp_path))
+    blocks, *_ = train_bench.prepare_data(train_bench.parse_args(["--batch-size", "2", "--eval-blocks", "8"]), 16,
+                                          str(tmp_path))
+    assert len(blocks) == 10

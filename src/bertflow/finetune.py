@@ -52,7 +52,7 @@ class FinetuneSettings:
     max_answer_length: int = 30
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    reduce_vocab: bool = False
+    reduce_vocab: bool = True
     precision: str = "auto"
     dynamic_padding: bool = True
     group_by_length: bool = False

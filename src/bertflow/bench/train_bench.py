@@ -200,15 +200,19 @@ def benchmark_steps(
     compile_mode: str = "reduce-overhead",
     masked_only_head: bool = True,
     fused_adamw: bool | None = None,
+    model_overrides: dict | None = None,
     mlm_probability: float = 0.15,
     warmup_steps: int = 3,
     mask_token_id: int = 4,
     special_ids: tuple = (0, 1, 2, 3, 4),
+    eval_blocks=None,
 ) -> dict:
     """Time `steps` optimizer steps of the pretraining stage's loop (`Pretrainer.optimizer_step`) on `blocks`.
 
     `warmup_steps` untimed steps first (allocator, autotuning, torch.compile). Returns tokens/s,
-    peak memory (CUDA max allocated on GPU, process peak RSS on CPU), per-step losses and wall time.
+    peak memory (CUDA max allocated on GPU, process peak RSS on CPU), per-step losses and wall time,
+    and, given `eval_blocks`, the masked-LM loss on them after the timed steps (`heldout_loss`).
+    `model_overrides`: BertConfig fields over the preset's (`pretrain.model`, e.g. dropout).
     """
     import resource
 
@@ -218,8 +222,9 @@ def benchmark_steps(
 
     settings = Settings(
         preset=None,
-        model={k: getattr(model_config, k) for k in (
+        model={**{k: getattr(model_config, k) for k in (
             "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
+            **(model_overrides or {})},
         seq_len=blocks.shape[1], epochs=1, max_steps=steps + warmup_steps, batch_size=batch_size,
         learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
         compile_mode=compile_mode, masked_only_head=masked_only_head, fused_adamw=fused_adamw,
@@ -251,15 +256,42 @@ def benchmark_steps(
         "peak_memory_bytes": peak,
         "losses": losses,
         "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+        "eval_loss": None if eval_blocks is None else heldout_loss(trainer.model, eval_blocks, vocab, mlm_probability,
+                                                                   seed, batch_size, trainer.autocast),
         "wall_s": wall,
         "device": str(trainer.device),
         "precision": trainer.precision,
     }
 
 
+def heldout_loss(model, blocks, vocab, mlm_probability: float, seed: int, batch_size: int, autocast=None) -> float:
+    """Masked-LM loss of `model` on held-out `blocks` with masks drawn once from `seed` (the same
+    positions for every run of an invocation) and dropout off: the loss-curve check of a lever
+    that changes the training loss's own noise (dropout)."""
+    import contextlib
+
+    import torch
+
+    from ..masking import Masker, fixed_eval_masks
+    from ..pretrain import MaskedLMObjective
+
+    masker = Masker(seq_len=blocks.shape[1], mlm_probability=mlm_probability, mask_id=vocab.mask_id,
+                    vocab_size=vocab.size, special_ids=vocab.special_ids)
+    batch = fixed_eval_masks(blocks, masker, seed=seed + 1)
+    objective, device = MaskedLMObjective(model).eval(), next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad(), (autocast or contextlib.nullcontext)():
+        for start in range(0, len(blocks), batch_size):
+            part = [t[start : start + batch_size].to(device) for t in (batch.inputs, batch.positions, batch.targets)]
+            total += objective(*part).float().item() * part[2].numel()
+            count += part[2].numel()
+    model.train()
+    return total / count
+
+
 def trainer_steps(blocks, model_config, *, steps: int, batch_size: int, learning_rate: float, seed: int,
                   device: str, precision: str, tokenizer, mlm_probability: float = 0.15,
-                  warmup_steps: int = 3) -> dict:
+                  warmup_steps: int = 3, eval_blocks=None) -> dict:
     """Time `steps` optimizer steps of `Trainer` + `DataCollatorForLanguageModeling` (after `warmup_steps`)."""
     import resource
 
@@ -304,6 +336,12 @@ def trainer_steps(blocks, model_config, *, steps: int, batch_size: int, learning
                                train_dataset=run_mlm_examples(blocks, tokenizer.all_special_ids))
         trainer.train()
         losses = torch.stack(trainer.step_losses[warmup_steps:]).float().cpu().tolist()
+        if eval_blocks is not None:
+            from ..pretrain import Vocab
+            from ..runtime import autocast
+
+            eval_loss = heldout_loss(model, eval_blocks, Vocab.of(tokenizer), mlm_probability, seed, batch_size,
+                                     lambda: autocast(device, precision))
     wall = marks[warmup_steps + steps] - marks[warmup_steps]
     peak = torch.cuda.max_memory_allocated() if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
@@ -311,6 +349,7 @@ def trainer_steps(blocks, model_config, *, steps: int, batch_size: int, learning
         "peak_memory_bytes": peak,
         "losses": losses,
         "final_loss": tail_mean(losses),
+        "eval_loss": eval_loss if eval_blocks is not None else None,
         "wall_s": wall,
         "device": device,
         "precision": precision,
@@ -339,26 +378,41 @@ class Run:
     options: dict = field(default_factory=dict)  # benchmark_steps keyword overrides
 
 
-def ours_defaults(device: str) -> dict:
-    """What the pretrain stage runs by default on `device` (pretrain.compile: auto, fused_adamw: None)."""
+def ours_defaults(device: str, threads: int = 1) -> dict:
+    """What the pretrain stage runs by default on `device` (pretrain.compile: auto, fused_adamw: None,
+    the preset's BertConfig dropout 0.1, the torch threads the stage is granted)."""
     on_cuda = device == "cuda"
     return {"attention": "sdpa", "compile": on_cuda, "compile_mode": "reduce-overhead",
-            "masked_only_head": True, "fused_adamw": on_cuda}
+            "masked_only_head": True, "fused_adamw": on_cuda, "model_overrides": {}, "threads": threads}
 
 
-def levers(device: str) -> dict[str, dict]:
-    """Each lever of ours flipped alone (label -> override); bf16 autocast is a lever on CUDA only."""
-    defaults = ours_defaults(device)
+def levers(device: str, threads: int = 1) -> dict[str, dict]:
+    """Each lever of ours flipped alone (label -> override); bf16 autocast is a lever on CUDA only,
+    the torch thread count (1 <-> 2) on CPU only. `threads`: what ours runs with (the process's)."""
+    defaults = ours_defaults(device, threads)
     flips = {"eager attention (not SDPA)": {"attention": "eager"}}
     if device == "cuda":
         flips["fp32/TF32 (no bf16 autocast)"] = {"precision": "fp32"}
     flips["no torch.compile" if defaults["compile"] else "+ torch.compile"] = {"compile": not defaults["compile"]}
     flips["MLM head at all positions"] = {"masked_only_head": False}
     flips["unfused AdamW" if defaults["fused_adamw"] else "+ fused AdamW"] = {"fused_adamw": not defaults["fused_adamw"]}
+    # pretrain.model overrides. With attention dropout > 0, CPU SDPA falls back to its math kernel
+    # (scores materialised, then dropout); at 0 it takes the fused flash kernel (torch's sdp_utils_cpp).
+    flips["attention dropout 0"] = {"model_overrides": {"attention_probs_dropout_prob": 0.0}}
+    flips["no dropout (hidden + attention 0)"] = {"model_overrides": {"hidden_dropout_prob": 0.0,
+                                                                      "attention_probs_dropout_prob": 0.0}}
+    if device == "cpu":
+        other = 1 if threads > 1 else 2
+        flips[f"{other} torch thread{'s' if other > 1 else ''}"] = {"threads": other}
     return flips
 
 
-def plan(presets: list[str], seq_lens: list[int], device: str, *, baseline: bool, with_levers: bool) -> list[Run]:
+def plan(presets: list[str], seq_lens: list[int], device: str, *, baseline: bool, with_levers: bool,
+         only: list[str] | None = None, threads: int = 1) -> list[Run]:
+    """Runs per (preset, seq_len): baseline, ours, then the levers (those whose label contains
+    one of `only`, case-insensitive, when given)."""
+    chosen = {label: change for label, change in levers(device, threads).items()
+              if not only or any(word.lower() in label.lower() for word in only)}
     runs = []
     for preset in presets:
         for seq_len in seq_lens:
@@ -366,7 +420,7 @@ def plan(presets: list[str], seq_lens: list[int], device: str, *, baseline: bool
                 runs.append(Run(BASELINE, "baseline", preset, seq_len))
             runs.append(Run(OURS, "ours", preset, seq_len))
             if with_levers:
-                runs += [Run(label, "ours", preset, seq_len, change) for label, change in levers(device).items()]
+                runs += [Run(label, "ours", preset, seq_len, change) for label, change in chosen.items()]
     return runs
 
 
@@ -385,6 +439,8 @@ class Common:
     vocab_size: int
     max_position_embeddings: int
     tokenizer_dir: str | None  # None: a synthetic vocabulary (random blocks)
+    eval_blocks: int = 0  # the last this many blocks are held out for the loss after training
+    threads: int = 1  # torch threads of ours (CPU), unless a lever sets its own
 
 
 def model_config(preset: str, common: Common):
@@ -407,6 +463,9 @@ def execute(run: Run, blocks, common: Common) -> dict:
     from .. import pretrain  # noqa: F401
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    held_out = None
+    if common.eval_blocks:
+        blocks, held_out = blocks[: -common.eval_blocks], blocks[-common.eval_blocks :]
     config = model_config(run.preset, common)
     if common.tokenizer_dir:
         from ..tokenizer import load_tokenizer
@@ -416,13 +475,19 @@ def execute(run: Run, blocks, common: Common) -> dict:
         tokenizer = synthetic_tokenizer(common.vocab_size)
     shared = dict(steps=common.steps, batch_size=common.batch_size, learning_rate=common.learning_rate,
                   seed=common.seed, device=common.device, precision=common.precision,
-                  mlm_probability=common.mlm_probability, warmup_steps=common.warmup_steps)
+                  mlm_probability=common.mlm_probability, warmup_steps=common.warmup_steps, eval_blocks=held_out)
+    threads = torch.get_num_threads()
     if run.kind == "baseline":
         result = trainer_steps(blocks, config, tokenizer=tokenizer, **shared)
     else:
-        options = {**ours_defaults(common.device), **run.options}
-        result = benchmark_steps(blocks, config, mask_token_id=tokenizer.mask_token_id,
-                                 special_ids=tuple(tokenizer.all_special_ids), **{**shared, **options})
+        options = {**ours_defaults(common.device, common.threads), **run.options}
+        torch.set_num_threads(options["threads"])
+        try:
+            result = benchmark_steps(blocks, config, mask_token_id=tokenizer.mask_token_id,
+                                     special_ids=tuple(tokenizer.all_special_ids),
+                                     **shared, **{k: v for k, v in options.items() if k != "threads"})
+        finally:
+            torch.set_num_threads(threads)  # the matmul peak below is measured with the invocation's threads
         result["settings"] = options
     result["rss_before_bytes"] = rss_before
     if common.device == "cuda":
@@ -467,6 +532,7 @@ def summarise(run: Run, result: dict, common: Common, peak_flops: float) -> dict
         "model_tflops_per_s": result["tokens_per_s"] * fpt / 1e12,
         "mfu": result["tokens_per_s"] * fpt / peak_flops,
         "final_loss": result["final_loss"], "mean_loss": sum(losses) / len(losses), "first_loss": losses[0],
+        "eval_loss": result.get("eval_loss"), "loss_curve": loss_curve(losses),
         "wall_s": result["wall_s"], "device": result["device"], "precision": result["precision"],
         "settings": json.dumps(result.get("settings") or {k: result[k] for k in ("attention", "optimizer")
                                                            if k in result}),
@@ -474,7 +540,14 @@ def summarise(run: Run, result: dict, common: Common, peak_flops: float) -> dict
 
 
 MEDIAN_KEYS = ("tokens_per_s", "peak_memory_bytes", "rss_before_bytes", "peak_reserved_bytes", "model_tflops_per_s",
-               "mfu", "final_loss", "mean_loss", "first_loss", "wall_s")
+               "mfu", "final_loss", "mean_loss", "first_loss", "eval_loss", "wall_s")
+
+
+def loss_curve(losses: list[float], points: int = 10) -> list[float]:
+    """The training-loss curve: the mean of each of `points` consecutive, near-equal windows of steps."""
+    points = min(points, len(losses))
+    edges = [i * len(losses) // points for i in range(points + 1)]
+    return [round(statistics.fmean(losses[a:b]), 4) for a, b in zip(edges, edges[1:])]
 
 
 def median_rows(measured: list[dict]) -> list[dict]:
@@ -537,6 +610,10 @@ def memory_text(row: dict) -> str:
     return f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB (+{memory_used(row) / 2**20:,.0f})"
 
 
+def eval_text(row: dict) -> str:
+    return "" if row.get("eval_loss") is None else f"{row['eval_loss']:.4f}"
+
+
 def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, peaks: dict,
                   measured: list[dict] | None = None) -> str:
     against = "; ".join(f"{p}: {flops / 1e12:,.2f} TFLOP/s ({source})" for p, (flops, source) in peaks.items())
@@ -550,7 +627,7 @@ def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, p
                      "the rounds, 'x ours' = median (min-max) of the per-round ratios to ours.")
     lines.append("")
     header = f"{'preset':7s} {'seq':>4s}  {'run':34s} {'tokens/s':>12s} {'x ours (min-max)':>19s} {'GFLOP/tok':>9s} " \
-             f"{'MFU':>7s} {'final loss':>10s}  peak memory"
+             f"{'MFU':>7s} {'final loss':>10s} {'eval loss':>9s}  peak memory"
     lines += [header]
     for key in dict.fromkeys((r["preset"], r["seq_len"]) for r in rows):
         group = [r for r in rows if (r["preset"], r["seq_len"]) == key]
@@ -560,7 +637,8 @@ def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, p
             ratio = round_ratios(measured or rows, *key, r["run"], OURS) if ours else None
             rel = f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else ""
             lines.append(f"{r['preset']:7s} {r['seq_len']:4d}  {r['run']:34s} {r['tokens_per_s']:12,.0f} {rel:>19s} "
-                         f"{r['flops_per_token'] / 1e9:9.4f} {r['mfu']:7.2%} {r['final_loss']:10.4f}  {memory_text(r)}")
+                         f"{r['flops_per_token'] / 1e9:9.4f} {r['mfu']:7.2%} {r['final_loss']:10.4f} "
+                         f"{eval_text(r):>9s}  {memory_text(r)}")
     lines.append("")
     for c in comparisons:
         verdict = "within" if c["loss_within_tolerance"] else "OUTSIDE"
@@ -613,6 +691,11 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--blocks", help="blocks folder of the tokenize_corpus stage (--data blocks)")
     p.add_argument("--no-baseline", action="store_true", help="time ours only")
     p.add_argument("--no-levers", action="store_true", help="skip the lever-by-lever runs")
+    p.add_argument("--levers", nargs="+", metavar="WORD",
+                   help="only the levers whose label contains one of these words (e.g. dropout thread)")
+    p.add_argument("--eval-blocks", type=int, default=0,
+                   help="hold out this many blocks after the training ones; every run reports its masked-LM "
+                        "loss on them after training (fixed masks, dropout off)")
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: data sheet / measured)")
     p.add_argument("--tolerance", type=float, default=0.03, help="allowed relative gap of the final losses")
     p.add_argument("--in-process", action="store_true",
@@ -623,6 +706,8 @@ def parse_args(argv: list[str] | None):
     for name in ("batch_size", "steps", "vocab_size", "sentences", "repeats"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+    if args.eval_blocks < 0:
+        raise ConfigError("--eval-blocks: must be 0 or more")
     if args.data == "text" and not (args.text and args.tokenizer):
         raise ConfigError("--data text needs --text FILE and --tokenizer DIR")
     if args.data == "blocks" and not args.blocks:
@@ -678,7 +763,8 @@ def bench(args) -> int:
         from ..block_files import read_meta
 
         args.seq_lens = [read_meta(args.blocks)["seq_len"]]
-    runs = plan(args.presets, args.seq_lens, device, baseline=not args.no_baseline, with_levers=not args.no_levers)
+    runs = plan(args.presets, args.seq_lens, device, baseline=not args.no_baseline, with_levers=not args.no_levers,
+                only=args.levers, threads=torch.get_num_threads())
     print(f"{len(runs)} runs on {device} ({precision}), {args.steps} steps of {args.batch_size} blocks each; "
           f"peak {peak[0] / 1e12:,.2f} TFLOP/s ({peak[1]})", flush=True)
     rows: list[dict] = []
@@ -698,7 +784,8 @@ def bench(args) -> int:
             common = Common(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                             device=device, precision=precision, mlm_probability=args.mlm_probability,
                             warmup_steps=args.warmup_steps, vocab_size=vocab,
-                            max_position_embeddings=max(512, blocks.shape[1]), tokenizer_dir=tokenizer_dir)
+                            max_position_embeddings=max(512, blocks.shape[1]), tokenizer_dir=tokenizer_dir,
+                            eval_blocks=args.eval_blocks, threads=torch.get_num_threads())
             try:
                 result = execute(run, blocks, common) if args.in_process else execute_isolated(run, path, common, workdir)
             except RuntimeError as err:  # one failed run (e.g. a compile error) must not lose the others
@@ -715,7 +802,9 @@ def bench(args) -> int:
                 row["mfu"] = row["model_tflops_per_s"] * 1e12 / peaks[row["precision"]][0]
             rows, r = median_rows(measured), measured[-1]
             print(f"  {run.preset} seq {run.seq_len} {run.name}: {r['tokens_per_s']:,.0f} tokens/s, "
-                  f"MFU {r['mfu']:.2%}, final loss {r['final_loss']:.4f}, {memory_text(r)}", flush=True)
+                  f"MFU {r['mfu']:.2%}, final loss {r['final_loss']:.4f}"
+                  + (f", eval loss {r['eval_loss']:.4f}" if r.get("eval_loss") is not None else "")
+                  + f", {memory_text(r)}", flush=True)
             comparisons = compare(rows, args.tolerance, measured)
             write_results(args.out, {**payload, "rows": rows, "comparisons": comparisons, "failures": failures,
                                      "all_repeats": measured}, rows)
@@ -728,13 +817,16 @@ def bench(args) -> int:
 
 
 def prepare_data(args, seq_len: int, workdir: str) -> tuple:
-    """(blocks, their .pt file for the worker processes, tokenizer dir or None, vocabulary size)."""
+    """(blocks, their .pt file for the worker processes, tokenizer dir or None, vocabulary size).
+    With --eval-blocks the last that many blocks are the held-out ones (never trained on)."""
     import torch
 
-    blocks, tokenizer_dir, vocab = load_data(args, seq_len, (args.steps + args.warmup_steps) * args.batch_size, workdir)
-    if len(blocks) < args.batch_size:
-        raise DataError(f"{len(blocks)} blocks of {blocks.shape[1]} tokens are fewer than one batch "
-                        f"of {args.batch_size}; use more text or a smaller --batch-size")
+    wanted = (args.steps + args.warmup_steps) * args.batch_size + args.eval_blocks
+    blocks, tokenizer_dir, vocab = load_data(args, seq_len, wanted, workdir)
+    if len(blocks) - args.eval_blocks < args.batch_size:
+        raise DataError(f"{len(blocks)} blocks of {blocks.shape[1]} tokens leave fewer than one batch of "
+                        f"{args.batch_size} after the {args.eval_blocks} held out; use more text or a smaller "
+                        "--batch-size / --eval-blocks")
     path = str(Path(workdir, f"blocks_{seq_len}.pt"))
     torch.save(blocks, path)
     return blocks, path, tokenizer_dir, vocab
