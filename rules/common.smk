@@ -15,6 +15,7 @@ from bertflow.checks import (
     validate_config,
 )
 from bertflow.errors import ConfigError
+from bertflow.task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
 
 min_version("9.0")
 
@@ -153,8 +154,6 @@ def summary_report_md():
 
 FINETUNE = config["finetune"]
 TASKS = ["sst2", "squad"]
-TASK_DATA_FILES = {"sst2": ("train.tsv", "validation.tsv"), "squad": ("train.json", "validation.json")}
-DATA_SOURCE_KEYS = ("source", "generated", "local", "hub")
 
 
 def task_data(task, split):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import bertflow
+from bertflow.code_deps import imported_names
 
 PACKAGE = Path(bertflow.__file__).parent
 
@@ -16,23 +16,10 @@ def module_name(path: Path) -> str:
 
 
 def imported_modules(path: Path, modules: set[str]) -> set[str]:
-    """The package's modules that `path` imports anywhere (top level or inside a function)."""
+    """The package's modules that `path` imports anywhere (top level or inside a function), read as
+    the workflow's code digests read them (`code_deps.imported_names`)."""
     name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
-            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found.update(t for t in targets if t in modules)
-    return found - {name}
+    return {n for n in imported_names(path.read_text(), name, path.name == "__init__.py") if n in modules} - {name}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -11,6 +11,7 @@ corpus costs no RAM and no pyarrow.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,24 @@ class BlockFileWriter:
 
 def write_meta(blocks_dir: str | os.PathLike, meta: dict) -> None:
     write_json(Path(blocks_dir, META), {"format": FORMAT, **meta})
+
+
+def write_block_folder(blocks_dir: str | os.PathLike, splits: dict[str, Iterable[np.ndarray]], *, seq_len: int,
+                       vocab_size: int, fingerprint: str) -> dict:
+    """A whole blocks folder from id streams, each split's given as chunks appended in order (the
+    remainder dropped), its meta written last; returns the meta. For blocks made without the
+    tokenize_corpus stage (benchmarks, tests): it records no tokenizer counts of the text."""
+    dtype = token_dtype(vocab_size)
+    counts = {}
+    for split, chunks in splits.items():
+        writer = BlockFileWriter(blocks_dir, split, seq_len=seq_len, dtype=dtype)
+        for ids in chunks:
+            writer.append(ids)
+        counts[f"{split}_blocks"] = writer.close()
+    meta = {"dtype": dtype.str, "seq_len": seq_len, "vocab_size": vocab_size, "tokenizer_fingerprint": fingerprint,
+            **counts, "train_tokens": counts["train_blocks"] * seq_len}
+    write_meta(blocks_dir, meta)
+    return meta
 
 
 def read_meta(blocks_dir: str | os.PathLike) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -264,13 +265,6 @@ def safetensors_shapes(model_dir: str | Path) -> dict[str, list[int]] | None:
     return shapes
 
 
-def _numel(shape: list[int]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
-
-
 def model_parameters(shapes: dict[str, list[int]], tied_decoder: bool) -> dict[str, list[int]]:
     """The parameters transformers would build from these saved tensors: buffers dropped, and the
     tensors tied on load (the decoder weight to the word embeddings, the decoder bias to the head's
@@ -316,7 +310,7 @@ def header_module_table(params: dict[str, list[int]], model_type: str = "bert") 
     rows: dict[tuple[str, str], int] = {}
     for name, shape in params.items():
         key = classify_parameter(name)
-        rows[key] = rows.get(key, 0) + _numel(shape)
+        rows[key] = rows.get(key, 0) + math.prod(shape)
     return [{"group": group, "module": module, "params": rows[(group, module)]}
             for group, module in sorted(rows, key=lambda row: _row_order(row, model_type))]
 
@@ -338,7 +332,7 @@ def _header_counts(model_dir: str | Path) -> dict | None:
     tied = _head_kind(arch) == "masked_lm" and config.get("tie_word_embeddings", True)
     params = model_parameters(shapes, tied)
     table = header_module_table(params, arch["model_type"])
-    total = sum(_numel(shape) for shape in params.values())
+    total = sum(math.prod(shape) for shape in params.values())
     return {"arch": arch, "table": table, "tied": tied, "word_shape": _word_embeddings(params),
             "total": total, "trainable": total}  # from_pretrained leaves every parameter trainable
 
@@ -388,7 +382,7 @@ def parameter_report(model_dir: str | Path, name: str) -> dict:
     """Architecture, counted and closed-form parameters, memory and the per-module table."""
     counts = count_parameters(model_dir)
     arch, expected, total, tied = counts["arch"], counts["expected"], counts["total"], counts["tied"]
-    word_params = _numel(counts["word_shape"])
+    word_params = math.prod(counts["word_shape"])
     return {
         "name": name,
         "model_dir": str(model_dir),

@@ -126,6 +126,23 @@ class MaskedLMObjective(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
+@torch.no_grad()
+def masked_lm_loss_sum(objective: MaskedLMObjective, batch, starts: range, batch_size: int, device,
+                       autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, masked-token count) of `objective` on a fixed-mask batch (`fixed_eval_masks`),
+    `batch_size` rows from each of `starts`; `autocast()` gives the forward's precision context."""
+    loss_sum = torch.zeros((), device=device)
+    count = torch.zeros((), device=device)
+    for start in starts:
+        sl = slice(start, start + batch_size)
+        n = batch.targets[sl].numel()
+        with autocast():
+            loss = objective(*(t[sl].to(device) for t in (batch.inputs, batch.positions, batch.targets)))
+        loss_sum += loss.float() * n
+        count += n
+    return loss_sum, count
+
+
 def build_model(settings: Settings, vocab_size: int, pad_token_id: int):
     from transformers import BertConfig, BertForMaskedLM
 
@@ -435,16 +452,9 @@ class Pretrainer:
     def evaluate(self) -> float:
         """Mean masked-LM loss over the fixed validation masks (this rank's share, then summed)."""
         self.objective.eval()
-        batch, bs = self.eval_batch, self.settings.batch_size
-        loss_sum = torch.zeros((), device=self.device)
-        count = torch.zeros((), device=self.device)
-        for start in range(self.rank * bs, len(batch.inputs), bs * self.world):
-            sl = slice(start, start + bs)
-            n = batch.targets[sl].numel()
-            with self.autocast():
-                loss = self.objective(*(t[sl].to(self.device) for t in (batch.inputs, batch.positions, batch.targets)))
-            loss_sum += loss.float() * n
-            count += n
+        bs = self.settings.batch_size
+        starts = range(self.rank * bs, len(self.eval_batch.inputs), bs * self.world)
+        loss_sum, count = masked_lm_loss_sum(self.objective, self.eval_batch, starts, bs, self.device, self.autocast)
         self.objective.train()
         loss_sum, count = self.accelerator.reduce(torch.stack([loss_sum, count]), reduction="sum")
         return (loss_sum / count).item()

@@ -17,6 +17,12 @@ from .io import write_json, write_text
 
 log = logging.getLogger(__name__)
 
+# The prepared files of each task under results/data/<task>/ (train, validation), and the keys of a
+# `finetune.<task>` section that choose the data rather than the training (rules/common.smk and the
+# fine-tuning sweep read both from here).
+TASK_DATA_FILES = {"sst2": ("train.tsv", "validation.tsv"), "squad": ("train.json", "validation.json")}
+DATA_SOURCE_KEYS = ("source", "generated", "local", "hub")
+
 
 # ----------------------------------------------------------------------------- SST-2
 

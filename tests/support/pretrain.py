@@ -6,21 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bertflow.block_files import BlockFileWriter, token_dtype, write_meta
+from bertflow import block_files
 
 
 def write_block_folder(root: Path, splits: dict[str, np.ndarray], *, seq_len: int, vocab_size: int,
                        fingerprint: str = "test") -> Path:
     """A blocks folder from flat id streams per split (the remainder of each is dropped)."""
-    dtype = token_dtype(vocab_size)
-    counts = {}
-    for split, ids in splits.items():
-        writer = BlockFileWriter(root, split, seq_len=seq_len, dtype=dtype)
-        writer.append(ids)
-        counts[split] = writer.close()
-    write_meta(root, {"dtype": dtype.str, "seq_len": seq_len, "vocab_size": vocab_size,
-                      "tokenizer_fingerprint": fingerprint, "train_blocks": counts["train"],
-                      "validation_blocks": counts["validation"], "train_tokens": counts["train"] * seq_len})
+    block_files.write_block_folder(root, {split: [ids] for split, ids in splits.items()}, seq_len=seq_len,
+                                   vocab_size=vocab_size, fingerprint=fingerprint)
     return root
 
 

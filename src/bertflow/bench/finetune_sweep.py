@@ -30,10 +30,9 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..io import read_json
 from ..markdown import table
+from ..task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
 from .sweep import Run, grid_points, json_or_text, require_dirs, sweep_main, workflow_config, write_results
 
-TASK_FILES = {"sst2": ("train.tsv", "validation.tsv"), "squad": ("train.json", "validation.json")}  # as rules/common.smk
-DATA_SOURCE_KEYS = ("source", "generated", "local", "hub")  # a task section's keys that are not training settings
 SELECTION_METRIC = {"sst2": "accuracy", "squad": "f1"}
 DEFAULT_GRID = ["sst2.learning_rate=5e-5,1e-4,2e-4", "squad.learning_rate=1e-4,2e-4,4e-4"]
 
@@ -46,9 +45,10 @@ def parse_grid(items: list[str]) -> dict[str, dict[str, list]]:
     for item in items:
         name, _, values = item.partition("=")
         task, _, key = name.partition(".")
-        if task not in TASK_FILES or key not in FinetuneSettings.__dataclass_fields__ or not values:
-            raise ConfigError(f"--grid {item!r}: expected TASK.KEY=V1,V2,... with TASK one of {', '.join(TASK_FILES)} "
-                              f"and KEY a fine-tuning setting ({', '.join(FinetuneSettings.__dataclass_fields__)})")
+        if task not in TASK_DATA_FILES or key not in FinetuneSettings.__dataclass_fields__ or not values:
+            raise ConfigError(f"--grid {item!r}: expected TASK.KEY=V1,V2,... with TASK one of "
+                              f"{', '.join(TASK_DATA_FILES)} and KEY a fine-tuning setting "
+                              f"({', '.join(FinetuneSettings.__dataclass_fields__)})")
         grid.setdefault(task, {})[key] = [json_or_text(value) for value in values.split(",")]
     return grid
 
@@ -61,7 +61,7 @@ def task_runs(args, config: dict, task: str) -> list[Run]:
     """One finetune stage run per grid point of `task`, over the config's settings for the task."""
     section = config["finetune"][task]
     base = {k: v for k, v in section.items() if k not in DATA_SOURCE_KEYS}
-    train_file, validation_file = (str(Path(args.data, task, name)) for name in TASK_FILES[task])
+    train_file, validation_file = (str(Path(args.data, task, name)) for name in TASK_DATA_FILES[task])
     runs = []
     for point in grid_points(args.grid.get(task, {})):
         folder = Path(args.out, task, point_name(point))
@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="config/gpu_wikibooks.yaml",
                    help="workflow config file: its results_dir, device, finetune seeds and task settings")
-    p.add_argument("--tasks", nargs="+", choices=sorted(TASK_FILES), default=["sst2", "squad"])
+    p.add_argument("--tasks", nargs="+", choices=sorted(TASK_DATA_FILES), default=["sst2", "squad"])
     p.add_argument("--grid", nargs="+", default=DEFAULT_GRID, metavar="TASK.KEY=V1,V2",
                    help="values per setting; the points are every combination of a task's settings")
     p.add_argument("--model", help="pretrained model folder (default: RESULTS_DIR/pretrain/model)")

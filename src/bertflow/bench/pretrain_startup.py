@@ -24,20 +24,19 @@ import numpy as np
 
 
 def make_folder(root: Path, tokens: int, seq_len: int, vocab_size: int) -> Path:
-    from bertflow.block_files import BlockFileWriter, token_dtype, write_meta
+    """Random blocks of `tokens` training tokens (and a validation split of 5 %, at most 2 M), once."""
+    from bertflow.block_files import token_dtype, write_block_folder
 
     if (root / "blocks_meta.json").is_file():
         return root
     rng, dtype = np.random.default_rng(0), token_dtype(vocab_size)
-    counts = {}
-    for split, n in (("train", tokens), ("validation", min(tokens // 20, 2_000_000))):
-        writer = BlockFileWriter(root, split, seq_len=seq_len, dtype=dtype)
-        for start in range(0, n, 10_000_000):  # bounded memory while writing
-            writer.append(rng.integers(5, vocab_size, min(10_000_000, n - start), dtype=dtype))
-        counts[split] = writer.close()
-    write_meta(root, {"dtype": dtype.str, "seq_len": seq_len, "vocab_size": vocab_size, "tokenizer_fingerprint": "-",
-                      "train_blocks": counts["train"], "validation_blocks": counts["validation"],
-                      "train_tokens": counts["train"] * seq_len})
+
+    def chunks(n: int):  # bounded memory while writing
+        for start in range(0, n, 10_000_000):
+            yield rng.integers(5, vocab_size, min(10_000_000, n - start), dtype=dtype)
+
+    write_block_folder(root, {"train": chunks(tokens), "validation": chunks(min(tokens // 20, 2_000_000))},
+                       seq_len=seq_len, vocab_size=vocab_size, fingerprint="-")
     return root
 
 

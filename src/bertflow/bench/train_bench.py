@@ -255,7 +255,7 @@ def benchmark_steps(
         "tokens_per_s": steps * batch_size * settings.seq_len / wall,
         "peak_memory_bytes": peak,
         "losses": losses,
-        "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+        "final_loss": tail_mean(losses),
         "eval_loss": None if eval_blocks is None else heldout_loss(trainer.model, eval_blocks, vocab, mlm_probability,
                                                                    seed, batch_size, trainer.autocast),
         "wall_s": wall,
@@ -266,27 +266,21 @@ def benchmark_steps(
 
 def heldout_loss(model, blocks, vocab, mlm_probability: float, seed: int, batch_size: int, autocast=None) -> float:
     """Masked-LM loss of `model` on held-out `blocks` with masks drawn once from `seed` (the same
-    positions for every run of an invocation) and dropout off: the loss-curve check of a lever
-    that changes the training loss's own noise (dropout)."""
+    positions for every run of an invocation) and dropout off, as the stage evaluates: the
+    loss-curve check of a lever that changes the training loss's own noise (dropout)."""
     import contextlib
 
-    import torch
-
     from ..masking import Masker, fixed_eval_masks
-    from ..pretrain import MaskedLMObjective
+    from ..pretrain import MaskedLMObjective, masked_lm_loss_sum
 
     masker = Masker(seq_len=blocks.shape[1], mlm_probability=mlm_probability, mask_id=vocab.mask_id,
                     vocab_size=vocab.size, special_ids=vocab.special_ids)
     batch = fixed_eval_masks(blocks, masker, seed=seed + 1)
     objective, device = MaskedLMObjective(model).eval(), next(model.parameters()).device
-    total, count = 0.0, 0
-    with torch.no_grad(), (autocast or contextlib.nullcontext)():
-        for start in range(0, len(blocks), batch_size):
-            part = [t[start : start + batch_size].to(device) for t in (batch.inputs, batch.positions, batch.targets)]
-            total += objective(*part).float().item() * part[2].numel()
-            count += part[2].numel()
+    loss_sum, count = masked_lm_loss_sum(objective, batch, range(0, len(blocks), batch_size), batch_size, device,
+                                         autocast or contextlib.nullcontext)
     model.train()
-    return total / count
+    return (loss_sum / count).item()
 
 
 def trainer_steps(blocks, model_config, *, steps: int, batch_size: int, learning_rate: float, seed: int,
