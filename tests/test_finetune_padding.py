@@ -4,12 +4,14 @@ cache, padding-independent QA decoding; and what a run reports (labels, TensorBo
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from bertflow import finetune as ft
+from bertflow.errors import ConfigError
 from bertflow.io import read_json
 from bertflow.qa import decode_answers
 from bertflow.task_data import prepare_squad, prepare_sst2
@@ -55,6 +57,44 @@ def test_dynamic_padding_gives_the_results_of_full_padding(task, metric, model_d
         assert new["train_loss"] == pytest.approx(old["train_loss"], rel=1e-3)
     assert dynamic[metric] == pytest.approx(full[metric], abs=1e-9)
     assert read_json(tmp_path / "dynamic" / "predictions.json") == read_json(tmp_path / "full" / "predictions.json")
+
+
+@pytest.mark.parametrize("task", ["sst2", "squad"])
+def test_unpadded_encoder_trains_as_the_padded_forward(task, model_dir, data, tmp_path):
+    """unpad (the default) skips the padding and, for SST-2, all but the [CLS] row in the last
+    layer: with dropout off, the padded forward's losses and predictions (tests/test_unpadding.py
+    compares logits and gradients; SQuAD's loss and answers leave padding out)."""
+    padded = run(task, model_dir, data, tmp_path / "padded", unpad=False)
+    unpadded = run(task, model_dir, data, tmp_path / "unpadded")
+    assert unpadded["settings"]["unpad"] is True and padded["settings"]["unpad"] is False
+    for old, new in zip(padded["epochs"], unpadded["epochs"]):
+        assert new["train_loss"] == pytest.approx(old["train_loss"], rel=1e-4)
+    assert read_json(tmp_path / "unpadded" / "predictions.json") == read_json(tmp_path / "padded" / "predictions.json")
+
+
+def test_unpad_refuses_a_model_it_cannot_read(model_dir, data, tmp_path):
+    chunked = tmp_path / "chunked"
+    shutil.copytree(model_dir, chunked)
+    config = json.loads((chunked / "config.json").read_text())
+    (chunked / "config.json").write_text(json.dumps({**config, "chunk_size_feed_forward": 4}))
+    with pytest.raises(ConfigError, match=r"finetune.sst2.unpad: .*set unpad: false"):
+        run("sst2", str(chunked), data, tmp_path / "out")
+
+
+def test_squad_loss_leaves_padding_out():
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=32)).eval()
+    lengths = torch.tensor([6, 9, 4])
+    mask = (torch.arange(9) < lengths[:, None]).long()
+    batch = {"input_ids": torch.randint(5, 50, (3, 9)) * mask, "attention_mask": mask,
+             "start_positions": torch.tensor([1, 3, 0]), "end_positions": torch.tensor([2, 5, 0])}
+    wider = {k: torch.nn.functional.pad(v, (0, 7)) if v.dim() == 2 else v for k, v in batch.items()}
+    loss = ft.Squad.training_loss(model, batch)
+    assert ft.Squad.training_loss(model, wider).item() == pytest.approx(loss.item(), rel=1e-6)
+    assert model(**wider).loss.item() != pytest.approx(loss.item(), rel=1e-3)  # transformers' head counts padding
 
 
 def test_length_grouped_batches_cover_every_feature_with_less_padding(model_dir, data, tmp_path):

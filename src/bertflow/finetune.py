@@ -56,6 +56,7 @@ class FinetuneSettings:
     precision: str = "auto"
     dynamic_padding: bool = True
     group_by_length: bool = False
+    unpad: bool = True
 
     @classmethod
     def from_config(cls, section: dict, where: str = "finetune") -> "FinetuneSettings":
@@ -152,6 +153,7 @@ SST2_LABELS = {0: "negative", 1: "positive"}
 class Sst2:
     name = "sst2"
     sequence_outputs: tuple[str, ...] = ()
+    pooled_only = True  # the head reads the [CLS] row only
 
     def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
         from .task_data import read_sst2_tsv
@@ -171,6 +173,10 @@ class Sst2:
         return {"train": {**self._encode(self.train), "labels": torch.tensor([label for _, label in self.train])},
                 "eval": self._encode(self.validation)}
 
+    @staticmethod
+    def training_loss(model, batch: dict) -> torch.Tensor:
+        return model(**batch).loss
+
     def score(self, outputs: dict, features: dict) -> tuple[dict, object]:
         from .metrics import load
 
@@ -185,6 +191,7 @@ class Sst2:
 class Squad:
     name = "squad"
     sequence_outputs = ("start_logits", "end_logits")  # one score per token: padded back to full width
+    pooled_only = False
 
     def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
         from .task_data import read_squad_json, squad_examples
@@ -203,6 +210,20 @@ class Squad:
         return {"train": {k: torch.tensor(v) for k, v in train.items()},
                 "eval": {k: torch.tensor(v) for k, v in inputs.items()},
                 "decode": {"example_index": torch.tensor(example_index), "offsets": torch.from_numpy(offsets)}}
+
+    @staticmethod
+    def training_loss(model, batch: dict) -> torch.Tensor:
+        """transformers' span loss over each window's real tokens: padding is left out of the
+        softmax (the head alone scores every column of the batch), so the loss does not depend on
+        how far a batch is padded, nor on whether the encoder computed the padding (`unpad`)."""
+        from transformers.loss.loss_utils import ForQuestionAnsweringLoss
+
+        positions = ("start_positions", "end_positions")
+        out = model(**{k: v for k, v in batch.items() if k not in positions})
+        padding = batch["attention_mask"] == 0
+        start, end = (logits.masked_fill(padding, torch.finfo(logits.dtype).min)
+                      for logits in (out.start_logits, out.end_logits))
+        return ForQuestionAnsweringLoss(start, end, *(batch[k] for k in positions))
 
     def score(self, outputs: dict, features: dict) -> tuple[dict, object]:
         from .qa import decode_answers
@@ -350,7 +371,8 @@ class FineTuner:
         for step in range(self.steps_per_epoch):
             start = (step * self.world + self.rank) * bs
             with self.autocast():
-                loss = self.model(**self._batch(self.train_data, self.train_lengths, order[start : start + bs])).loss
+                loss = self.task.training_loss(self.model, self._batch(self.train_data, self.train_lengths,
+                                                                      order[start : start + bs]))
             self.accelerator.backward(loss)
             self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
@@ -444,6 +466,13 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         used = torch.cat([features["train"]["input_ids"].flatten(), features["eval"]["input_ids"].flatten()]).unique()
         reduction = VocabReduction(model, used.tolist(), tokenizer.all_special_ids)
         reduction.apply()
+    if settings.unpad:
+        from .unpadding import supports_unpadding, unpad_encoder
+
+        if not supports_unpadding(model):
+            raise ConfigError(f"finetune.{task}.unpad: {model_dir} is not an encoder-only BERT with transformers' "
+                              "BertLayer (e.g. chunk_size_feed_forward is set); set unpad: false")
+        unpad_encoder(model, pooled_only=task_data.pooled_only)
     event_dir, is_main = Path(out_dir, "tensorboard"), int(os.environ.get("RANK", "0")) == 0
     if is_main:
         shutil.rmtree(event_dir, ignore_errors=True)  # a rerun's curves replace the old ones
@@ -457,6 +486,10 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     if not tuner.accelerator.is_main_process:
         return metrics
     model = tuner.accelerator.unwrap_model(tuner.model)
+    if settings.unpad:
+        from .unpadding import restore_encoder
+
+        restore_encoder(model)
     result = {
         "task": task, "model": model_name, "model_dir": model_dir, "seed": seed, **metrics,
         "epochs": history,

@@ -1,0 +1,113 @@
+"""The unpadded encoder (bertflow.unpadding) computes what transformers' padded BertModel computes
+at every real token, forward and backward, and leaves the model as it found it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
+
+from bertflow.unpadding import ROW_ATTENTION_MIN_WIDTH, Unpadding, restore_encoder, supports_unpadding, unpad_encoder
+
+CONFIG = dict(vocab_size=200, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+              max_position_embeddings=160)
+NARROW = {"lengths": (5, 17, 9, 3, 17, 12), "width": 17}  # attention on the padded batch
+WIDE = {"lengths": (5, 150, 90, 3, 130, 12), "width": 150}  # on CPU: attention row by row
+assert NARROW["width"] < ROW_ATTENTION_MIN_WIDTH <= WIDE["width"]
+
+
+def padded_batch(lengths=(5, 17, 9, 3, 17, 12), width=17):
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor(lengths)
+    mask = (torch.arange(width) < lengths[:, None]).long()
+    ids = torch.randint(5, 200, (len(lengths), width), generator=generator) * mask
+    token_types = (torch.arange(width) >= 4).long() * mask  # a question/context split, as in SQuAD
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": token_types}
+
+
+def model(cls, **config):
+    torch.manual_seed(0)
+    built = cls(BertConfig(**CONFIG, **config)).eval()
+    if cls is BertForQuestionAnswering:  # a nonzero bias: padding positions must score exactly it
+        torch.nn.init.normal_(built.qa_outputs.bias)
+    return built
+
+
+@pytest.mark.parametrize("shape", [NARROW, WIDE], ids=["narrow", "wide"])
+@pytest.mark.parametrize("pooled_only", [True, False])
+def test_sequence_classification_logits_and_gradients_match_the_padded_forward(pooled_only, shape):
+    batch, labels = padded_batch(**shape), torch.tensor([0, 1, 1, 0, 1, 0])
+    padded = model(BertForSequenceClassification, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    padded.train()  # gradients through every module; dropout is off, so both sides are deterministic
+    reference = padded(**batch, labels=labels)
+    reference.loss.backward()
+    unpadded = model(BertForSequenceClassification, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    unpadded.train()
+    unpad_encoder(unpadded, pooled_only=pooled_only)
+    output = unpadded(**batch, labels=labels)
+    output.loss.backward()
+
+    torch.testing.assert_close(output.logits, reference.logits, rtol=1e-5, atol=1e-6)
+    gradients = dict(unpadded.named_parameters())
+    for name, parameter in padded.named_parameters():
+        torch.testing.assert_close(gradients[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("shape", [NARROW, WIDE], ids=["narrow", "wide"])
+def test_question_answering_scores_match_at_real_tokens_and_padding_scores_the_bias(shape):
+    batch = padded_batch(**shape)
+    padded = model(BertForQuestionAnswering)
+    reference = padded(**batch)
+    unpad_encoder(padded)
+    output = padded(**batch)
+    real = batch["attention_mask"].bool()
+    bias_start, bias_end = padded.qa_outputs.bias.tolist()
+    torch.testing.assert_close(output.start_logits[real], reference.start_logits[real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(output.end_logits[real], reference.end_logits[real], rtol=1e-5, atol=1e-5)
+    assert torch.all(output.start_logits[~real] == bias_start) and torch.all(output.end_logits[~real] == bias_end)
+    assert not torch.allclose(reference.start_logits[~real], output.start_logits[~real])  # really unpadded
+
+
+def test_wide_cpu_batches_attend_row_by_row():
+    assert Unpadding(padded_batch(**NARROW)["attention_mask"]).row_lengths is None
+    assert Unpadding(padded_batch(**WIDE)["attention_mask"]).row_lengths == list(WIDE["lengths"])
+
+
+def test_pooled_only_returns_the_cls_row_and_training_draws_dropout_on_real_tokens_only():
+    batch = padded_batch()
+    classifier = model(BertForSequenceClassification)
+    unpad_encoder(classifier, pooled_only=True)
+    assert classifier.bert(**batch).last_hidden_state.shape == (6, 1, 32)
+    classifier.train()
+    torch.manual_seed(1)
+    losses = [classifier(**batch, labels=torch.zeros(6, dtype=torch.long)).loss for _ in range(2)]
+    assert losses[0] != losses[1] and all(torch.isfinite(loss) for loss in losses)  # dropout is live
+
+
+def test_other_calls_take_the_padded_forward_and_restore_gives_it_back():
+    batch = padded_batch()
+    classifier = model(BertForSequenceClassification)
+    reference = classifier(**batch).logits
+    keys = list(classifier.state_dict())
+    unpad_encoder(classifier, pooled_only=True)
+    assert list(classifier.state_dict()) == keys  # saved checkpoints are unchanged
+    no_mask = {"input_ids": batch["input_ids"]}
+    torch.testing.assert_close(classifier(**no_mask).logits, model(BertForSequenceClassification)(**no_mask).logits)
+    hidden = classifier.bert(**batch, output_hidden_states=True)
+    assert hidden.last_hidden_state.shape == (6, 17, 32) and len(hidden.hidden_states) == 4
+    left_padded = {k: v.flip(1) for k, v in batch.items()}  # [CLS] is not at position 0 in every row
+    torch.testing.assert_close(classifier(**left_padded).logits,
+                               model(BertForSequenceClassification)(**left_padded).logits)
+    restore_encoder(classifier)
+    assert "forward" not in vars(classifier.bert)
+    torch.testing.assert_close(classifier(**batch).logits, reference)
+
+
+def test_models_it_cannot_read_are_refused():
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    roberta = RobertaForSequenceClassification(RobertaConfig(**CONFIG))
+    assert not supports_unpadding(roberta)
+    with pytest.raises(ValueError, match="encoder-only BERT"):
+        unpad_encoder(roberta)
+    assert not supports_unpadding(BertForSequenceClassification(BertConfig(**CONFIG, chunk_size_feed_forward=4)))
