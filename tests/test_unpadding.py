@@ -111,3 +111,19 @@ def test_models_it_cannot_read_are_refused():
     with pytest.raises(ValueError, match="encoder-only BERT"):
         unpad_encoder(roberta)
     assert not supports_unpadding(BertForSequenceClassification(BertConfig(**CONFIG, chunk_size_feed_forward=4)))
+
+
+@pytest.mark.parametrize("cls", [BertForSequenceClassification, BertForQuestionAnswering])
+def test_bf16_autocast_as_on_a_gpu(cls):
+    """The stage's GPU precision: the narrow path (padded attention, as on a GPU) under bf16
+    autocast keeps its dtypes consistent and stays close to the padded forward."""
+    batch = padded_batch(**NARROW)
+    padded = model(cls)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = padded(**batch)
+        unpad_encoder(padded, pooled_only=cls is BertForSequenceClassification)
+        output = padded(**batch)
+    key = "logits" if cls is BertForSequenceClassification else "start_logits"
+    real = slice(None) if key == "logits" else batch["attention_mask"].bool()
+    assert output[key].dtype == reference[key].dtype
+    torch.testing.assert_close(output[key][real].float(), reference[key][real].float(), rtol=0.05, atol=0.05)
