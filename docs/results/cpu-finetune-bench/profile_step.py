@@ -1,5 +1,6 @@
 """Where our SST-2 training step spends its time on CPU (1 thread): torch.profiler over one epoch of
-the stage's loop (`FineTuner.train_epoch`), with and without `reduce_vocab`, on the benchmark's
+the stage's loop (`FineTuner.train_epoch`): the padded forward without and with `reduce_vocab`,
+then the stage's defaults (`reduce_vocab` and `unpad`), on the benchmark's
 setup (first 4,000 sentences, tiny random-init model with 30,522 embedding rows, batch 32).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python docs/results/cpu-finetune-bench/profile_step.py
@@ -18,6 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from bertflow.bench.finetune_bench import parse_args, prepare_task, task_settings
 from bertflow.finetune import TASKS, FineTuner, FinetuneSettings, load_task_model
+from bertflow.unpadding import unpad_encoder
 from bertflow.vocab_reduction import VocabReduction
 
 torch.set_num_threads(1)
@@ -31,7 +33,7 @@ PARTS = {  # profiler labels -> what they are
 }
 
 
-def one_epoch(files: dict, reduce_vocab: bool) -> None:
+def one_epoch(files: dict, reduce_vocab: bool, unpad: bool) -> None:
     settings = FinetuneSettings.from_config({**task_settings("sst2", args), "reduce_vocab": reduce_vocab})
     torch.manual_seed(1)
     model, tokenizer, _ = load_task_model("sst2", files["model_dir"], settings.max_length)
@@ -42,6 +44,8 @@ def one_epoch(files: dict, reduce_vocab: bool) -> None:
         used = torch.cat([features["train"]["input_ids"].flatten(), features["eval"]["input_ids"].flatten()]).unique()
         reduction = VocabReduction(model, used.tolist(), tokenizer.all_special_ids)
         reduction.apply()
+    if unpad:
+        unpad_encoder(model, pooled_only=True)
     tuner = FineTuner(task, model, settings, features=features, device="cpu", seed=1, reduction=reduction)
     tuner.train_epoch(0)  # warm-up epoch (allocator), not profiled
     started = time.perf_counter()
@@ -51,7 +55,7 @@ def one_epoch(files: dict, reduce_vocab: bool) -> None:
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     params = sum(p.numel() for p in model.parameters())
-    print(f"\nreduce_vocab={reduce_vocab}: {params:,} parameters, {tuner.steps_per_epoch} steps, "
+    print(f"\nreduce_vocab={reduce_vocab} unpad={unpad}: {params:,} parameters, {tuner.steps_per_epoch} steps, "
           f"{wall:.2f} s profiled epoch ({wall / tuner.steps_per_epoch * 1e3:.1f} ms/step, profiler overhead included)")
     for key, label in PARTS.items():
         match = [e for e in events if e.key == key]
@@ -66,5 +70,5 @@ def one_epoch(files: dict, reduce_vocab: bool) -> None:
 
 with tempfile.TemporaryDirectory() as tmp:
     files = prepare_task("sst2", args, Path(tmp))
-    for reduce_vocab in (False, True):
-        one_epoch(files, reduce_vocab)
+    for reduce_vocab, unpad in ((False, False), (True, False), (True, True)):
+        one_epoch(files, reduce_vocab, unpad)
