@@ -30,9 +30,10 @@ import torch.nn.functional as F
 
 
 # On CPU, batches at least this wide attend row by row, over each row's own tokens: SQuAD's
-# 384-token windows average ~175 real tokens, and padded attention was then as costly as all the
-# linear layers (a tiny-model step 146 instead of 250 ms). Short rows (SST-2) lose more to the
-# per-call overhead than they save (25 vs 23 ms). A GPU takes the padded batch in one kernel.
+# 384-token windows hold ~165 real tokens on average, and attention over the padded batch then took
+# about 40% of a step (a tiny-model step 143 ms row by row, 235 ms padded). Short rows (SST-2) lose more to the
+# per-call overhead than they save (24 vs 23 ms). Probe: docs/results/cpu-finetune-bench/
+# row_attention_probe.py. A GPU takes the padded batch in one kernel.
 ROW_ATTENTION_MIN_WIDTH = 128
 
 
