@@ -63,7 +63,11 @@ rule prepare_task_data:
 
 
 rule finetune:
-    """Fine-tune one model on one task with one seed; evaluate after every epoch."""
+    """Fine-tune one model on one task with one seed; evaluate after every epoch.
+
+    The run's checkpoint (seed{seed}/checkpoints, written after each epoch but the last and on
+    SIGTERM) is not a declared output, so a killed or failed job keeps it and the rerun resumes.
+    """
     input:
         model=finetune_model_dir,
         train=lambda wildcards: task_data(wildcards.task, "train"),

@@ -23,6 +23,8 @@ with stage(snakemake):
             features_cache=str(Path(snakemake.output.metrics).parent.parent / "features"),
             # Read from the config, not params: switching event files on or off must not rerun training.
             tensorboard=snakemake.config["finetune"]["tensorboard"],
+            # Not a declared output, so a killed or failed job keeps it and the rerun resumes from it.
+            checkpoint_dir=str(Path(snakemake.output.metrics).parent / "checkpoints"),
         ),
         snakemake.params.num_processes,
     )

@@ -143,6 +143,23 @@ def test_distributed_pretraining_matches_single_process_and_only_rank0_writes(ti
     assert (multi / "model/model.safetensors").is_file() and not (multi / "checkpoints").exists()
 
 
+def launch_and_stop_all(module: str, spec: dict, tmp_path: Path, after: str) -> None:
+    """Launch MODULE in 2 gloo processes and, once a line holds `after`, send SIGTERM to the job's
+    every process (stage script, torchrun, ranks), as SLURM does at a time limit."""
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    driver = ("import json, sys; from bertflow.distributed import launch; "
+              f"launch({module!r}, json.load(open({str(tmp_path / 'spec.json')!r})), 2, cpu=True)")
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    for line in proc.stdout:
+        if after in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) != 0
+    assert "LaunchError" in rest and "stopped by signal 15" in rest and "rerun to resume" in rest, rest[-3000:]
+
+
 def test_sigterm_to_every_process_of_a_launch_checkpoints_and_a_relaunch_resumes(tiny_run, tmp_path):
     """SLURM's time limit: SIGTERM to the job's every process (stage script, torchrun, ranks)."""
     import torch
@@ -150,18 +167,7 @@ def test_sigterm_to_every_process_of_a_launch_checkpoints_and_a_relaunch_resumes
     out = tmp_path / "killed"
     spec = pretrain_spec(tiny_run, out, 8)
     spec["train"] = {**spec["train"], "epochs": 2}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    driver = ("import json, sys; from bertflow.distributed import launch; "
-              f"launch('bertflow.pretrain', json.load(open({str(tmp_path / 'spec.json')!r})), 2, cpu=True)")
-    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    for line in proc.stdout:
-        if "epoch 1 step 10/" in line:
-            os.killpg(proc.pid, signal.SIGTERM)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) != 0
-    assert "LaunchError" in rest and "stopped by signal 15" in rest and "rerun to resume" in rest, rest[-3000:]
+    launch_and_stop_all("bertflow.pretrain", spec, tmp_path, after="epoch 1 step 10/")
     progress = torch.load(out / "checkpoints/last.pt", weights_only=False)["progress"]
     assert progress["epoch"] == 0 and progress["global_step"] >= 10
     assert not (out / "info.json").exists() and not (out / "model").exists()
@@ -190,7 +196,7 @@ def finetune_spec(run: Path, model_dir: Path, out: Path, batch_size: int) -> dic
         "validation_file": str(run / "results/data/sst2/validation.tsv"),
         "out_dir": str(out),
         "settings": {"epochs": 3, "batch_size": batch_size, "max_length": 24, "learning_rate": 1e-3},
-        "seed": 1, "device": "cpu",
+        "seed": 1, "device": "cpu", "checkpoint_dir": str(out / "checkpoints"),
     }
 
 
@@ -213,8 +219,29 @@ def test_distributed_finetuning_matches_single_process_and_only_rank0_writes(tin
         assert abs(multi_loss - single_loss) <= 1e-4 * single_loss + 1e-5, (losses_single, losses_multi)
     assert m_multi["examples"] == m_single["examples"]
 
-    assert writes[0] and writes[1] == [], f"rank 1 wrote outputs: {writes[1]}"
-    assert (multi / "model/model.safetensors").is_file()
+    assert writes[0] and writes[1] == [], f"rank 1 wrote outputs or checkpoints: {writes[1]}"
+    assert (multi / "model/model.safetensors").is_file() and not (multi / "checkpoints").exists()
+
+
+def test_sigterm_to_every_process_of_a_finetune_launch_checkpoints_and_a_relaunch_resumes(tiny_run, tmp_path):
+    """The ranks agree on the step to stop at (at a log point), rank 0 writes the checkpoint, and the
+    relaunch trains only the rest: the epochs' rows span both launches."""
+    import torch
+
+    out = tmp_path / "killed"
+    spec = finetune_spec(tiny_run, tiny_run / "results/pretrain/model", out, 4)
+    launch_and_stop_all("bertflow.finetune", spec, tmp_path, after="sst2 epoch 1:")
+    progress = torch.load(out / "checkpoints/last.pt", weights_only=True)["progress"]
+    assert progress["epoch"] >= 1 and len(progress["history"]) == progress["epoch"] < 3
+    assert not (out / "metrics.json").exists()
+
+    log = io.StringIO()
+    launch("bertflow.finetune", spec, 2, cpu=True, stream=log)
+    assert f"resumed from {out / 'checkpoints/last.pt'}: epoch {progress['epoch'] + 1}" in log.getvalue()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["resumed"] is True
+    assert metrics["epochs"][0] == progress["history"][0] and len(metrics["epochs"]) == 3
+    assert not (out / "checkpoints").exists()
 
 
 # ----------------------------------------------------------------------------- through the workflow

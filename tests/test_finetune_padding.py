@@ -14,9 +14,8 @@ from bertflow import finetune as ft
 from bertflow.errors import ConfigError
 from bertflow.io import read_json
 from bertflow.qa import decode_answers
-from bertflow.task_data import prepare_squad, prepare_sst2
 
-from support.finetune import make_tiny_model
+from support.finetune import generated_task_files, make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +32,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    prepare_sst2(source="generated", generated={"train_examples": 96, "validation_examples": 40, "seed": 3},
-                 out_train=str(root / "train.tsv"), out_validation=str(root / "validation.tsv"))
-    prepare_squad(source="generated", generated={"train_articles": 6, "validation_articles": 3, "seed": 5},
-                  out_train=str(root / "train.json"), out_validation=str(root / "validation.json"))
-    return root
+    return generated_task_files(tmp_path_factory.mktemp("data"))
 
 
 def run(task, model_dir, data, out, **settings):

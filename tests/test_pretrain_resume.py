@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from support.pretrain import tokenized_corpus
+from support.stages import sigterm_after, start_stage
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +34,14 @@ def spec(data, out, **train):
 
 
 def start(spec_dict, path):
-    path.write_text(json.dumps(spec_dict))
-    return subprocess.Popen([sys.executable, "-m", "bertflow.pretrain", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_stage("bertflow.pretrain", spec_dict, path)
 
 
 def test_sigterm_mid_epoch_checkpoints_and_resume_matches_uninterrupted(data, tmp_path):
     reference_out, resumed_out = tmp_path / "reference", tmp_path / "resumed"
     assert start(spec(data, reference_out), tmp_path / "a.json").wait(timeout=600) == 0
 
-    proc = start(spec(data, resumed_out), tmp_path / "b.json")
-    for line in proc.stdout:  # kill once a few steps of the first epoch are done
-        if "epoch 1 step 5/" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 143, rest
+    sigterm_after(start(spec(data, resumed_out), tmp_path / "b.json"), "epoch 1 step 5/")  # a few steps in
     checkpoint = torch.load(resumed_out / "checkpoints/last.pt", weights_only=True)
     stopped_at = checkpoint["progress"]["global_step"]
     assert 5 <= stopped_at and checkpoint["progress"]["epoch"] == 0, "expected a mid-epoch checkpoint"
@@ -88,13 +78,7 @@ def test_a_seq_len_other_than_the_blocks_is_refused_before_training(data, tmp_pa
 
 def test_checkpoint_from_other_settings_is_not_resumed(data, tmp_path):
     out = tmp_path / "out"
-    proc = start(spec(data, out), tmp_path / "a.json")
-    for line in proc.stdout:
-        if "epoch 1 step 3/" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    proc.stdout.read()
-    assert proc.wait(timeout=120) == 143
+    sigterm_after(start(spec(data, out), tmp_path / "a.json"), "epoch 1 step 3/")
     other = start(spec(data, out, learning_rate=1e-3, epochs=1), tmp_path / "c.json")
     log = other.communicate(timeout=600)[0]
     assert other.returncode == 0, log
@@ -109,13 +93,7 @@ def test_time_budget_run_killed_and_resumed_uses_what_is_left_of_the_budget(data
 
     out, budget_s = tmp_path / "budget", 0.15 * 60
     budgeted = spec(data, out, time_budget=0.15, warmup_ratio=0.1)
-    proc = start(budgeted, tmp_path / "a.json")
-    for line in proc.stdout:
-        if "epoch 1 step 20 " in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 143, rest
+    sigterm_after(start(budgeted, tmp_path / "a.json"), "epoch 1 step 20 ")
     spent = torch.load(out / "checkpoints/last.pt", weights_only=True)["progress"]["train_s"]
     assert 0 < spent < budget_s
 

@@ -1,9 +1,10 @@
-"""Faults through the workflow: a pretraining job killed mid-epoch with SIGTERM (what SLURM sends
-at a job's time limit) resumes from its checkpoint, and a failed stage leaves no output that
-Snakemake would take as complete.
+"""Faults through the workflow: a pretraining or fine-tuning job killed mid-epoch with SIGTERM
+(what SLURM sends at a job's time limit) resumes from its checkpoint, and a failed stage leaves no
+output that Snakemake would take as complete.
 
-The stage itself (checkpoint contents, bit-identical resume) is tested in test_pretrain_resume.py;
-here the workflow does the killing and the rerunning.
+The stages themselves (checkpoint contents, bit-identical resume) are tested in
+test_pretrain_resume.py and test_finetune_resume.py; here the workflow does the killing and the
+rerunning.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from support.workflow import snakemake, snakemake_command, write_config
 PRETRAIN_OUTPUTS = ("model", "perplexity.csv", "perplexity.png", "train_info.json")
 
 
-def start_snakemake(workdir: Path, config: Path, *args: str) -> subprocess.Popen:
-    cmd = snakemake_command(workdir, *args, "--", "results/pretrain/train_info.json", configfile=config)
+def start_snakemake(workdir: Path, config: Path, *args: str,
+                    target: str = "results/pretrain/train_info.json") -> subprocess.Popen:
+    cmd = snakemake_command(workdir, *args, "--", target, configfile=config)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -37,12 +39,12 @@ def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: floa
     raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
 
 
-def pretraining_process(workflow: subprocess.Popen) -> psutil.Process:
-    """The Python process running the pretrain stage script (a child of Snakemake)."""
+def stage_process(workflow: subprocess.Popen, script: str = "pretrain.py") -> psutil.Process:
+    """The Python process running a stage script (a child of Snakemake)."""
     for child in psutil.Process(workflow.pid).children(recursive=True):
-        if any("pretrain.py" in part for part in child.cmdline()):
+        if any(script in part for part in child.cmdline()):
             return child
-    raise AssertionError("no pretraining process under snakemake")
+    raise AssertionError(f"no {script} process under snakemake")
 
 
 def fresh_pretraining(tmp_path: Path) -> Path:
@@ -103,7 +105,7 @@ def test_retries_resume_a_pretraining_killed_by_sigterm_in_the_same_run(tiny_run
     log.unlink()
     proc = start_snakemake(tiny_run_copy, config, "--retries", "1")
     wait_for_line(log, f"epoch 1 step 20/{total}", proc)
-    pretraining_process(proc).send_signal(signal.SIGTERM)
+    stage_process(proc).send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, output[-4000:]
     # Snakemake clears a failed job's log before the retry: this is the second attempt's.
@@ -112,3 +114,27 @@ def test_retries_resume_a_pretraining_killed_by_sigterm_in_the_same_run(tiny_run
     assert int(resumed[0].split("step ")[1].split()[0]) >= 20
     info = json.loads((tiny_run_copy / "results/pretrain/train_info.json").read_text())
     assert info["steps"] == total
+
+
+def test_retries_resume_a_finetuning_killed_by_sigterm_in_the_same_run(tiny_run_copy, tmp_path):
+    """The same for a fine-tuning job: its checkpoint (outside the declared outputs) survives the
+    failed attempt, and the retry trains only the epochs left."""
+    sst2 = {"source": "generated", "epochs": 3, "max_length": 48, "learning_rate": 2e-4}  # a new LR: due again
+    config = write_config(tmp_path / "c.yaml", finetune={"seeds": [1], "baselines": {}, "sst2": sst2})
+    target = "results/finetune/sst2/pretrained/seed1/metrics.json"
+    seed_dir = tiny_run_copy / Path(target).parent
+    log = tiny_run_copy / "results/logs/finetune_sst2_pretrained_seed1.log"
+    log.unlink()
+    proc = start_snakemake(tiny_run_copy, config, "--retries", "1", target=target)
+    wait_for_line(log, "sst2 epoch 1:", proc)
+    stage_process(proc, "finetune.py").send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-4000:]
+    resumed = [line for line in log.read_text().splitlines() if "resumed from" in line]
+    assert resumed and "sst2: resumed from" in resumed[0], "the retry must resume the killed attempt"
+    assert "epoch 1, step 0 " not in resumed[0], "from where the signal stopped it, not the beginning"
+    assert "made with other settings" not in log.read_text()
+    metrics = json.loads((seed_dir / "metrics.json").read_text())
+    assert metrics["resumed"] is True and metrics["settings"]["learning_rate"] == 2e-4
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+    assert not (seed_dir / "checkpoints").exists()

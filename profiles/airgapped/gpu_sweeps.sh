@@ -80,7 +80,8 @@ fi
 copy_results() {
     [ -d "$results" ] || return 0
     (cd "$results" && find "$@" -type f ! -path '*/model/*' ! -path '*/model.partial/*' ! -path '*/checkpoints/*' \
-        ! -path '*/features/*' ! -path '*/tensorboard/*' -print0 2>/dev/null | tar --null -cf - -T -) | tar -C "$out" -xf -
+        ! -path '*/stale-checkpoints/*' ! -path '*/features/*' ! -path '*/tensorboard/*' -print0 2>/dev/null |
+        tar --null -cf - -T -) | tar -C "$out" -xf -
 }
 case $what in
 size) copy_results size_sweep logs benchmarks ;;

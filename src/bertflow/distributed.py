@@ -110,7 +110,7 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
         # process of the job): the ranks got the signal too and checkpointed.
         received = f"signal {signals[0]}" if signals else "SIGTERM"
         raise LaunchError(f"{module}: the {num_processes}-process run was stopped by {received} "
-                          "(a time limit or a cancel); rerun to resume (pretraining continues from its last checkpoint)")
+                          "(a time limit or a cancel); rerun to resume (the stage continues from its last checkpoint)")
     cause = f"first error: {errors[0]}" if errors else "their errors are in the log above"
     raise LaunchError(
         f"{module}: the {num_processes}-process launch failed: torchrun exit code {returncode}, "

@@ -5,11 +5,17 @@ DDP), evaluated after every epoch on the validation split, as run_glue.py / run_
 `--do_eval --eval_strategy epoch`. The model source is any local model folder: our pretrained
 model, a baseline folder, or a Hub model downloaded by the `download_model` rule.
 
+Interruption: with a checkpoint folder (the workflow gives one), a checkpoint (model, optimizer,
+scheduler, RNG, the epochs' rows and the position in the epoch) is written after every epoch but the
+last, and on SIGTERM/SIGINT at the next step boundary. Rerunning the stage resumes from it, reading
+on in the same seeded batch order, and ends with the same weights and metrics as a run never cut.
+
 Run under a launcher as `python -m bertflow.finetune SPEC.json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,14 +24,17 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
 
+from .checkpoints import (StopRequested, load_checkpoint, restore_rng, rng_state, save_checkpoint, stop_agreed,
+                          stop_on_signals, warn_if_threads_differ)
 from .checks import require_supported_model, require_supported_model_type
-from .distributed import spec_main
+from .distributed import spec_main, world_size
 from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json, write_text
 from .provenance import environment_info
@@ -245,14 +254,23 @@ FEATURES_FORMAT = 2
 FEATURE_SETTINGS = ("max_length", "doc_stride", "max_train_samples", "max_eval_samples")
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """sha256 of the tokenizer's full JSON (normalisation, vocabulary, special tokens) without the
+    truncation and padding state that encoding a batch leaves on it: the same before and after."""
+    definition = json.loads(tokenizer.backend_tokenizer.to_str())
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
 def features_key(task) -> str:
-    """Fingerprint of everything the features depend on: the tokenizer (its full JSON, so
-    normalisation, vocabulary and special tokens), the data files' bytes, the settings used."""
+    """Fingerprint of everything the features depend on: the tokenizer, the data files' bytes, the
+    settings used."""
     from .hub import sha256_file
 
     spec = {
         "format": FEATURES_FORMAT, "task": task.name,
-        "tokenizer": hashlib.sha256(task.tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
+        "tokenizer": tokenizer_digest(task.tokenizer),
         "files": [sha256_file(path) for path in task.files],
         "settings": {k: getattr(task.settings, k) for k in FEATURE_SETTINGS},
     }
@@ -282,6 +300,23 @@ def load_features(task, cache_dir: str | None) -> dict:
     return features
 
 
+def model_digest(model_dir: str) -> str:
+    """sha256 over the model folder's config and weight files (what a checkpoint was trained from)."""
+    from .hub import sha256_file
+
+    files = sorted(path for path in Path(model_dir).iterdir()
+                   if path.name == "config.json" or path.suffix in (".safetensors", ".bin"))
+    return hashlib.sha256(json.dumps({path.name: sha256_file(path) for path in files}).encode()).hexdigest()
+
+
+def run_fingerprint(task, settings: FinetuneSettings, model_dir: str, seed: int, world: int) -> str:
+    """A checkpoint resumes only the run it came from: the same pretrained weights, features
+    (tokenizer, data files, their settings), settings, seed and number of processes."""
+    spec = {"model": model_digest(model_dir), "features": features_key(task), "settings": asdict(settings),
+            "seed": seed, "world": world}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 # ----------------------------------------------------------------------------- batches
 
 
@@ -308,9 +343,22 @@ def length_grouped_order(lengths: torch.Tensor, batch_size: int, generator: torc
 # ----------------------------------------------------------------------------- the loop
 
 
+@dataclass
+class Progress:
+    """Where a run stands; all of it goes into the checkpoint (plain values: weights_only loads it)."""
+
+    epoch: int = 0  # epochs trained and evaluated
+    step_in_epoch: int = 0
+    epoch_loss_sum: float = 0.0  # this epoch's step losses so far (each the mean over processes)
+    epoch_train_s: float = 0.0
+    earlier_wall_s: float = 0.0  # wall time of the interrupted attempts before this one
+    history: list = field(default_factory=list)  # one row per evaluated epoch
+
+
 class FineTuner:
     def __init__(self, task, model, settings: FinetuneSettings, *, features: dict, device: str, seed: int,
-                 reduction=None, tracker=None):
+                 reduction=None, tracker=None, checkpoint_dir: str | None = None, fingerprint: str = "",
+                 started: float | None = None):
         from transformers import get_linear_schedule_with_warmup
 
         from .tracking import Tracker
@@ -341,6 +389,60 @@ class FineTuner:
                                                          self.total_steps)
         self.tracker = tracker or Tracker(task.name, None, is_main=self.accelerator.is_main_process)
         self.log_every = max(1, self.steps_per_epoch // 10)
+        self.progress = Progress()
+        self.checkpoint_path = Path(checkpoint_dir, "last.pt") if checkpoint_dir else None
+        self.fingerprint = fingerprint
+        self.attempt_started = started or time.time()
+
+    # -- state
+
+    @property
+    def global_step(self) -> int:
+        return self.progress.epoch * self.steps_per_epoch + self.progress.step_in_epoch
+
+    def wall_s(self) -> float:
+        """Wall time of the run so far, the interrupted attempts included."""
+        return self.progress.earlier_wall_s + time.time() - self.attempt_started
+
+    def resume(self) -> bool:
+        """Load the run's checkpoint, when there is one from the same run; False: start at the beginning."""
+        if self.checkpoint_path is None:
+            return False
+        state = load_checkpoint(self.checkpoint_path, self.fingerprint, is_main=self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()  # the main process may have set the file aside
+        if state is None:
+            return False
+        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+        self.progress = Progress(**state["progress"])
+        log.info("%s: resumed from %s: epoch %d, step %d of %d", self.task.name, self.checkpoint_path,
+                 self.progress.epoch + 1, self.progress.step_in_epoch, self.steps_per_epoch)
+        warn_if_threads_differ(state)
+        return True
+
+    def checkpoint(self) -> None:
+        if self.accelerator.is_main_process:
+            progress = {**asdict(self.progress), "earlier_wall_s": self.wall_s()}
+            save_checkpoint(self.checkpoint_path, {
+                "fingerprint": self.fingerprint,
+                "model": self.accelerator.unwrap_model(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(self.accelerator.device.type),
+                "progress": progress,
+                "threads": torch.get_num_threads(),
+            })
+        self.accelerator.wait_for_everyone()
+
+    def stop_now(self, stop_flag: dict | None, sync_point: bool) -> bool:
+        """A signal asked to stop (`stop_flag` is None when there is no checkpoint folder to stop into)."""
+        return stop_flag is not None and stop_agreed(stop_flag, self.accelerator, sync_point)
+
+    def stop(self, where: str) -> NoReturn:
+        self.checkpoint()
+        raise StopRequested(f"{self.task.name}: stopped {where}; checkpoint {self.checkpoint_path}")
 
     def autocast(self):
         return autocast(self.accelerator.device.type, self.precision)
@@ -363,12 +465,18 @@ class FineTuner:
             return length_grouped_order(self.train_lengths, self.settings.batch_size * self.world, generator)
         return torch.randperm(len(self.train_lengths), generator=generator)
 
-    def train_epoch(self, epoch: int) -> float:
+    def train_epoch(self, epoch: int, stop_flag: dict | None = None) -> float:
+        """Train one epoch from the step the progress record holds (a resumed run reads on in the
+        epoch's seeded order); returns the epoch's mean training loss. On a stop signal: checkpoint
+        at the next step boundary and raise StopRequested."""
         self.model.train()
         order = self.epoch_order(epoch)
-        bs, total = self.settings.batch_size, torch.zeros((), device=self.accelerator.device)
-        window_loss, window_started = torch.zeros((), device=self.accelerator.device), time.perf_counter()
-        for step in range(self.steps_per_epoch):
+        device, p = self.accelerator.device, self.progress
+        bs = self.settings.batch_size
+        total = torch.zeros((), dtype=torch.float64, device=device)  # float64: the same sum wherever a resume cuts
+        window_loss, window_started = torch.zeros((), device=device), time.perf_counter()
+        segment_started = window_started
+        for step in range(p.step_in_epoch, self.steps_per_epoch):
             start = (step * self.world + self.rank) * bs
             with self.autocast():
                 loss = self.task.training_loss(self.model, self._batch(self.train_data, self.train_lengths,
@@ -378,7 +486,7 @@ class FineTuner:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            total += loss.detach()
+            total += loss.detach().double()
             window_loss += loss.detach()
             global_step = epoch * self.steps_per_epoch + step + 1
             if global_step % self.log_every == 0 or step == self.steps_per_epoch - 1:
@@ -386,7 +494,18 @@ class FineTuner:
                 self._report(global_step, window_loss.item() / steps, steps, time.perf_counter() - window_started)
                 window_loss.zero_()
                 window_started = time.perf_counter()
-        return self.accelerator.reduce(total, reduction="mean").item() / self.steps_per_epoch
+            if step + 1 < self.steps_per_epoch and self.stop_now(stop_flag, global_step % self.log_every == 0):
+                self._fold(step + 1, total, segment_started)
+                self.stop(f"in epoch {epoch + 1} at step {step + 1} of {self.steps_per_epoch}")
+        self._fold(self.steps_per_epoch, total, segment_started)
+        return p.epoch_loss_sum / self.steps_per_epoch
+
+    def _fold(self, steps_done: int, total: torch.Tensor, segment_started: float) -> None:
+        """Move this stretch of the epoch's loss sum and time into the progress record."""
+        p = self.progress
+        p.step_in_epoch = steps_done
+        p.epoch_loss_sum += self.accelerator.reduce(total, reduction="mean").item()
+        p.epoch_train_s += time.perf_counter() - segment_started
 
     def _report(self, global_step: int, loss: float, steps: int, seconds: float) -> None:
         """A progress line (step/total, loss, examples/s, ETA) and the TensorBoard scalars."""
@@ -421,33 +540,40 @@ class FineTuner:
     def evaluate(self) -> tuple[dict, object]:
         return self.task.score(self.predict(), self.features)
 
-    def fit(self) -> tuple[list[dict], dict, object]:
-        history, metrics, predictions = [], {}, None
-        for epoch in range(self.settings.epochs):
-            started = time.perf_counter()
-            train_loss = self.train_epoch(epoch)
-            seconds = time.perf_counter() - started
+    def fit(self, stop_flag: dict | None = None) -> tuple[list[dict], dict, object]:
+        """Train and evaluate the epochs not done yet; the rows of all epochs, and the last metrics
+        and predictions. `stop_flag`: set by a signal (`stop_on_signals`)."""
+        p, metrics, predictions = self.progress, {}, None
+        for epoch in range(p.epoch, self.settings.epochs):
+            train_loss = self.train_epoch(epoch, stop_flag)
             started = time.perf_counter()
             metrics, predictions = self.evaluate()
             eval_seconds = time.perf_counter() - started
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_seconds": seconds,
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_seconds": p.epoch_train_s,
                    "eval_seconds": eval_seconds, **{k: v for k, v in metrics.items() if isinstance(v, float)}}
-            history.append(row)
+            p.history.append(row)
             self.tracker.scalars((epoch + 1) * self.steps_per_epoch,
                                  **{f"eval/{k}": v for k, v in row.items() if isinstance(v, float)
                                     and k not in ("train_seconds", "eval_seconds")})
             log.info("%s epoch %d: %s", self.task.name, epoch + 1,
                      ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
-        return history, metrics, predictions
+            p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_train_s = epoch + 1, 0, 0.0, 0.0
+            if p.epoch < self.settings.epochs and self.checkpoint_path is not None:  # the last: outputs follow
+                if self.stop_now(stop_flag, sync_point=True):
+                    self.stop(f"after epoch {p.epoch}")
+                self.checkpoint()
+        return p.history, metrics, predictions
 
 
 def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str, out_dir: str,
              settings: dict, seed: int, device: str, model_name: str = "model",
-             features_cache: str | None = None, tensorboard: bool = False) -> dict:
+             features_cache: str | None = None, tensorboard: bool = False, checkpoint_dir: str | None = None) -> dict:
     """Stage entry: fine-tune one model on one task with one seed; write metrics and predictions.
 
     `features_cache`: folder where the tokenized features are kept between seeds and reruns (None:
-    built in memory). `tensorboard`: write event files to OUT_DIR/tensorboard (main process)."""
+    built in memory). `tensorboard`: write event files to OUT_DIR/tensorboard (main process).
+    `checkpoint_dir`: where the run's checkpoint is kept until its outputs are written; a rerun
+    resumes from it (None: no checkpoints, and signals keep their usual effect)."""
     from .tracking import Tracker
 
     if task not in TASKS:
@@ -473,16 +599,22 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
             raise ConfigError(f"finetune.{task}.unpad: {model_dir} is not an encoder-only BERT with transformers' "
                               "BertLayer (e.g. chunk_size_feed_forward is set); set unpad: false")
         unpad_encoder(model, pooled_only=task_data.pooled_only)
-    event_dir, is_main = Path(out_dir, "tensorboard"), int(os.environ.get("RANK", "0")) == 0
-    if is_main:
+    fingerprint = run_fingerprint(task_data, settings, model_dir, seed, world_size()) if checkpoint_dir else ""
+    tuner = FineTuner(task_data, model, settings, features=features, device=device, seed=seed, reduction=reduction,
+                      checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, started=started)
+    resumed = tuner.resume()
+    event_dir, is_main = Path(out_dir, "tensorboard"), tuner.accelerator.is_main_process
+    if is_main and not resumed:
         shutil.rmtree(event_dir, ignore_errors=True)  # a rerun's curves replace the old ones
-    tracker = Tracker(f"{task}/{model_name}/seed{seed}", event_dir, enabled=tensorboard, is_main=is_main)
+    tuner.tracker = Tracker(f"{task}/{model_name}/seed{seed}", event_dir, enabled=tensorboard, is_main=is_main,
+                            purge_step=tuner.global_step if resumed else None)
+    # Signals become a stop at the next step only when there is a checkpoint to stop into.
+    signals = stop_on_signals() if checkpoint_dir else contextlib.nullcontext(None)
     try:
-        tuner = FineTuner(task_data, model, settings, features=features, device=device, seed=seed,
-                          reduction=reduction, tracker=tracker)
-        history, metrics, predictions = tuner.fit()
+        with signals as stop_flag:
+            history, metrics, predictions = tuner.fit(stop_flag)
     finally:
-        tracker.close()
+        tuner.tracker.close()
     if not tuner.accelerator.is_main_process:
         return metrics
     model = tuner.accelerator.unwrap_model(tuner.model)
@@ -493,7 +625,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     result = {
         "task": task, "model": model_name, "model_dir": model_dir, "seed": seed, **metrics,
         "epochs": history,
-        "finetune_wall_time_s": time.time() - started,
+        "finetune_wall_time_s": tuner.wall_s(), "resumed": resumed,
         "train_examples": len(task_data.train), "validation_examples": len(task_data.validation),
         "train_features": len(tuner.train_lengths), "validation_features": len(tuner.eval_lengths),
         "compute_precision": tuner.precision, "processes": tuner.world,
@@ -509,6 +641,8 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     write_json(out / "predictions.json", predictions)
     write_text(out / "epochs.csv", _csv(history))
     write_json(out / "metrics.json", result)  # last: its presence means the run is complete
+    if checkpoint_dir:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the outputs hold everything now
     return result
 
 
@@ -527,7 +661,7 @@ def _csv(rows: list[dict]) -> str:
 
 
 # `python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process.
-main = spec_main(finetune)
+main = spec_main(finetune, exit_codes={StopRequested: 143})
 
 
 if __name__ == "__main__":

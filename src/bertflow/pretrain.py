@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,8 @@ from torch import nn
 
 from .block_loader import BlockLoader, head_rows
 from .blocks import load_blocks, tokenizer_fingerprint
+from .checkpoints import (StopRequested, load_checkpoint, restore_rng, rng_state, save_checkpoint, stop_agreed,
+                          stop_on_signals, warn_if_threads_differ)
 from .distributed import spec_main
 from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json
@@ -184,73 +185,6 @@ def fingerprint(settings: Settings, meta: dict, world_size: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill during the save keeps the previous checkpoint
-
-
-def stale_dir(checkpoint_path: Path) -> Path:
-    """Where set-aside checkpoints go: next to the checkpoint folder, which a finished run removes."""
-    return checkpoint_path.parent.parent / "stale-checkpoints"
-
-
-def set_aside(path: Path, why: str) -> Path:
-    """Move a checkpoint we will not resume from out of the way (kept, never deleted)."""
-    target = stale_dir(path) / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
-    log.warning("checkpoint %s %s; kept as %s (delete it when not needed), starting fresh", path, why, target)
-    return target
-
-
-def load_checkpoint(path: Path, expected_fingerprint: str, *, is_main: bool = True) -> dict | None:
-    """The checkpoint's state, or None (no file; a corrupt one or one of other settings is set aside).
-
-    `weights_only=True`: a checkpoint holds tensors and plain Python values only, so loading one
-    cannot run code from whatever sits in results/.
-    """
-    leftover = path.with_suffix(".tmp")
-    if is_main and leftover.exists():
-        log.warning("removing %s, a checkpoint write that did not finish (full disk or a kill)", leftover)
-        leftover.unlink(missing_ok=True)
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, bad pickle, foreign object: never resume from it
-        if is_main:
-            set_aside(path, f"cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
-        return None
-    if not isinstance(state, dict) or state.get("fingerprint") != expected_fingerprint:
-        if is_main:
-            set_aside(path, "was made with other settings or data")
-        return None
-    return state
-
-
-class StopRequested(Exception):
-    """SIGTERM/SIGINT arrived: a checkpoint was saved; rerun the stage to resume."""
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """Turn SIGTERM (SLURM's time limit) and SIGINT into a flag the loop checks between steps."""
-    flag = {"stop": False}
-
-    def handler(signum, _frame):
-        log.warning("received signal %d: checkpointing at the next step boundary", signum)
-        flag["stop"] = True
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -381,19 +315,12 @@ class Pretrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        restore_rng(state["rng"])
         self.progress = Progress(**state["progress"])
         self._clock = self._budget_fraction(self.progress.train_s, self.progress.global_step)
         log.info("resumed from %s: epoch %d, step %d of %s%s", self.checkpoint_path, self.progress.epoch + 1,
                  self.progress.global_step, self.total_steps or "a time budget", self._budget_note())
-        threads = state.get("threads")
-        if threads is not None and threads != torch.get_num_threads():
-            log.warning(
-                "the checkpoint was written by a run with %d torch threads, this one has %d: training goes on, "
-                "but it matches an uninterrupted run bit for bit only with the same thread count "
-                "(CPU reductions split their work per thread)", threads, torch.get_num_threads())
+        warn_if_threads_differ(state)
         return True
 
     def checkpoint(self) -> None:
@@ -405,10 +332,7 @@ class Pretrainer:
                     "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
-                    },
+                    "rng": rng_state(self.device.type),
                     "progress": asdict(self.progress),
                     "threads": torch.get_num_threads(),
                 },
@@ -576,12 +500,7 @@ class Pretrainer:
             self.tracker.scalars(p.global_step, loss=loss, lr=lr, tokens_per_s=tokens_per_s)
 
     def _should_stop(self, stop_flag: dict, step: int) -> bool:
-        if self.world == 1:
-            return stop_flag["stop"]
-        if step % self.settings.log_every_steps:
-            return False  # ranks agree only at log points, to avoid a collective every step
-        flag = torch.tensor(float(stop_flag["stop"]), device=self.device)
-        return bool(self.accelerator.reduce(flag, reduction="sum").item())
+        return stop_agreed(stop_flag, self.accelerator, sync_point=step % self.settings.log_every_steps == 0)
 
     def _fold(self) -> None:
         """Move the running loss sum, tokens and time into the progress record (one host sync)."""

@@ -16,8 +16,8 @@ task), and per run the stage's metrics.json, epochs.csv, stage.log and attempts.
 weights are removed unless --keep-models). The selection metric is SST-2 accuracy and SQuAD F1
 at the last epoch, what the workflow reports.
 
-A rerun skips finished runs; a run cut by SIGTERM starts again from its beginning (fine-tuning has no
-mid-run checkpoint). One seed per point: differences smaller than the seed-to-seed spread (SST-2
+A rerun skips finished runs; a run cut by SIGTERM checkpoints at its next step and resumes from
+there. One seed per point: differences smaller than the seed-to-seed spread (SST-2
 accuracy +-0.4, SQuAD F1 +-2 for the config's settings on the GPU) do not pick a winner.
 """
 
@@ -68,7 +68,8 @@ def task_runs(args, config: dict, task: str) -> list[Run]:
         spec = {"task": task, "model_dir": args.model, "train_file": train_file, "validation_file": validation_file,
                 "out_dir": str(folder), "settings": {**base, **point}, "seed": args.seed,
                 "device": args.device or config["device"], "model_name": "pretrained",
-                "features_cache": str(Path(args.out, task, "features")), "tensorboard": False}
+                "features_cache": str(Path(args.out, task, "features")), "tensorboard": False,
+                "checkpoint_dir": str(folder / "checkpoints")}
         runs.append(Run(f"{task} {point_name(point)}", "bertflow.finetune", spec, folder, "metrics.json"))
     return runs
 

@@ -5,9 +5,8 @@ Each setting runs its stage's own entry point, `python -m bertflow.<stage> SPEC.
 distributed launcher starts), in a fresh process, with the stage's environment (offline, no
 progress bars) and its output in FOLDER/stage.log. A setting is finished when the stage's last
 output exists and FOLDER/spec.json holds the same settings; a rerun skips it. A SIGTERM (a device
-call's time limit, `timeout`) is passed on to the running stage, which checkpoints where it can
-(pretraining does; fine-tuning restarts its run), and the sweep stops with exit code 143: rerun the
-same command to go on.
+call's time limit, `timeout`) is passed on to the running stage, which checkpoints at its next
+step, and the sweep stops with exit code 143: rerun the same command to go on (the stage resumes).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from ..io import read_json, write_json, write_text
 
 # The repository's config folder: the defaults file and the schema a workflow run reads.
 REPO_CONFIG = Path(__file__).resolve().parents[3] / "config"
-STOPPED_EXIT_CODE = 143  # a stage stopped by SIGTERM (pretraining's StopRequested)
+STOPPED_EXIT_CODE = 143  # a stage stopped by SIGTERM (its StopRequested, after a checkpoint)
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE = "spec.json", "stage.log", "attempts.jsonl"
 
 
