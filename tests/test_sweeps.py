@@ -8,8 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bertflow.bench import finetune_sweep, size_sweep, sweep
@@ -115,13 +121,33 @@ def test_best_setting_is_the_highest_metric_per_task():
                                                   "squad": {"setting": {"epochs": 2}, "f1": 12.0}}
 
 
+def task_data(folder: Path) -> Path:
+    """Generated SST-2 and SQuAD files in the layout the sweep reads (--data)."""
+    prepare_sst2(source="generated", generated={"train_examples": 64, "validation_examples": 24, "seed": 3},
+                 out_train=str(folder / "sst2" / "train.tsv"), out_validation=str(folder / "sst2" / "validation.tsv"))
+    prepare_squad(source="generated", generated={"train_articles": 4, "validation_articles": 2, "seed": 5},
+                  out_train=str(folder / "squad" / "train.json"),
+                  out_validation=str(folder / "squad" / "validation.json"))
+    return folder
+
+
+def sigterm_sweep_once_logged(command: list[str], log: Path, marker: str) -> str:
+    """Start a sweep, SIGTERM it (a device call's deadline) once a run's stage.log holds `marker`,
+    and expect its stopped exit code, 143; its output."""
+    sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and marker in log.read_text()):
+        assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.stdout.read()
+        time.sleep(0.2)
+    sweep_process.send_signal(signal.SIGTERM)
+    output = sweep_process.communicate(timeout=120)[0]
+    assert sweep_process.returncode == 143, output
+    return output
+
+
 def test_finetune_sweep_runs_the_grid_picks_the_best_and_skips_finished_runs(tmp_path, capsys):
     model = make_tiny_model(tmp_path / "tiny")
-    data = tmp_path / "data"
-    prepare_sst2(source="generated", generated={"train_examples": 64, "validation_examples": 24, "seed": 3},
-                 out_train=str(data / "sst2" / "train.tsv"), out_validation=str(data / "sst2" / "validation.tsv"))
-    prepare_squad(source="generated", generated={"train_articles": 4, "validation_articles": 2, "seed": 5},
-                  out_train=str(data / "squad" / "train.json"), out_validation=str(data / "squad" / "validation.json"))
+    data = task_data(tmp_path / "data")
     config = tiny_config(tmp_path, finetune={"seeds": [7], "sst2": {"epochs": 2, "max_length": 32, "batch_size": 16},
                                              "squad": {"epochs": 1, "max_length": 64, "doc_stride": 32}})
     out = tmp_path / "sweep"
@@ -149,6 +175,28 @@ def test_finetune_sweep_runs_the_grid_picks_the_best_and_skips_finished_runs(tmp
     assert capsys.readouterr().out.count("finished earlier, skipped") == 3
 
 
+def test_finetune_sweep_stopped_by_sigterm_resumes_the_run_it_stopped(tmp_path):
+    """The stage checkpoints at its next step; the same command again resumes that run (the
+    epochs' rows span both attempts) instead of starting it over."""
+    model = make_tiny_model(tmp_path / "tiny")
+    data = task_data(tmp_path / "data")
+    config = tiny_config(tmp_path, finetune={"seeds": [7], "sst2": {"epochs": 30, "max_length": 32, "batch_size": 8}})
+    out = tmp_path / "sweep"
+    argv = ["--config", config, "--model", model, "--data", str(data), "--out", str(out), "--tasks", "sst2",
+            "--grid", "sst2.learning_rate=1e-3"]
+    run = out / "sst2" / "learning_rate=0.001"
+    log = run / "stage.log"
+    sigterm_sweep_once_logged([sys.executable, "-m", "bertflow.bench.finetune_sweep", *argv], log, "sst2 epoch 2:")
+    stopped = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]
+    assert 2 <= stopped["epoch"] < 30
+
+    assert finetune_sweep.main(argv) == 0
+    assert f"resumed from {run / 'checkpoints' / 'last.pt'}" in log.read_text()
+    row = next(r for r in json.loads((out / "finetune_sweep.json").read_text())["rows"] if r["task"] == "sst2")
+    assert row["attempts"] == 2 and len(row["by_epoch"]) == 30
+    assert row["by_epoch"][:stopped["epoch"]] == [epoch["accuracy"] for epoch in stopped["history"]]
+
+
 def test_finetune_sweep_names_missing_task_files(tmp_path, capsys):
     model = make_tiny_model(tmp_path / "tiny")
     argv = ["--config", tiny_config(tmp_path), "--model", model, "--data", str(tmp_path / "nothing")]
@@ -159,26 +207,14 @@ def test_finetune_sweep_names_missing_task_files(tmp_path, capsys):
 def test_size_sweep_stopped_by_sigterm_resumes_from_the_checkpoint(tmp_path):
     """SIGTERM to the sweep (a device call's deadline): the preset checkpoints, exit 143; the same
     command again resumes it and its budget counts the training time already spent."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     (tmp_path / "data").mkdir()
     data = tokenized_corpus(tmp_path / "data", sentences=600, seq_len=32)
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "bertflow.bench.size_sweep", "--config", tiny_config(tmp_path), "--presets", "tiny",
                "--time-budget", "0.25", "--tokenizer", str(data / "tokenizer"), "--blocks", str(data / "blocks"),
                "--out", str(out)]
-    sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = out / "tiny" / "stage.log"
-    deadline = time.monotonic() + 120
-    while not (log.is_file() and "pretrain epoch 1 step" in log.read_text()):  # training has begun
-        assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.stdout.read()
-        time.sleep(0.2)
-    sweep_process.send_signal(signal.SIGTERM)
-    output = sweep_process.communicate(timeout=120)[0]
-    assert sweep_process.returncode == 143, output
+    sigterm_sweep_once_logged(command, log, "pretrain epoch 1 step")  # training has begun
     assert (out / "tiny" / "checkpoints" / "last.pt").is_file()
     assert json.loads((out / "size_sweep.json").read_text())["pending"] == ["tiny"]
 
