@@ -225,12 +225,11 @@ def test_size_sweep_stopped_by_sigterm_resumes_from_the_checkpoint(tmp_path):
     assert 0.25 * 60 <= row["train_s"] < 0.25 * 60 + 5  # one budget over both runs, not one per run
 
 
-def test_gpu_sweeps_script_runs_the_data_stages_and_the_size_sweep(tmp_path):
-    """profiles/airgapped/gpu_sweeps.sh as a device call runs it, on CPU: a bundle without packages
-    (this environment has them), a repository copy (the script links ../shared/data beside it)."""
+def device_call(tmp_path: Path, *args: str, **env_extra: str) -> tuple[Path, Path, Path]:
+    """profiles/airgapped/gpu_sweeps.sh BUNDLE OUT ARGS as a device call runs it, on CPU: a bundle
+    without packages (this environment has them), a repository copy (the script links
+    ../shared/data beside it). Returns the copy, the bundle and OUT."""
     import shutil
-    import subprocess
-    import sys
     import tarfile
 
     from support.workflow import REPO
@@ -239,7 +238,7 @@ def test_gpu_sweeps_script_runs_the_data_stages_and_the_size_sweep(tmp_path):
     repo.mkdir()
     for name in ("Snakefile", "environment.yml", "requirements.txt", "pyproject.toml"):
         shutil.copy(REPO / name, repo / name)
-    for name in ("rules", "scripts", "src", "config", "profiles"):
+    for name in ("rules", "scripts", "src", "config", "profiles", "tests"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     bundle = tmp_path / "bundle"
     (bundle / "data").mkdir(parents=True)
@@ -254,12 +253,17 @@ def test_gpu_sweeps_script_runs_the_data_stages_and_the_size_sweep(tmp_path):
     (python_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (python_dir / "python3").chmod(0o755)
     env = {**os.environ, "PATH": f"{python_dir}:{os.environ['PATH']}", "SWEEP_CONFIG": "config/tiny_sweeps.yaml",
-           "SWEEP_LIMIT_S": "240", "BERTFLOW_SITE": str(tmp_path / "site")}
+           "SWEEP_LIMIT_S": "240", "BERTFLOW_SITE": str(tmp_path / "site"), **env_extra}
     env.pop("PYTHONPATH", None)  # the script puts the bundle and the copy's src/ there
     out = tmp_path / "out"
-    done = subprocess.run(["profiles/airgapped/gpu_sweeps.sh", str(bundle), str(out), "size", "--presets", "tiny",
-                           "--time-budget", "0.02", "--keep-models"], cwd=repo, env=env, capture_output=True, text=True)
+    done = subprocess.run(["profiles/airgapped/gpu_sweeps.sh", str(bundle), str(out), *args], cwd=repo, env=env,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return repo, bundle, out
+
+
+def test_gpu_sweeps_script_runs_the_data_stages_and_the_size_sweep(tmp_path):
+    repo, bundle, out = device_call(tmp_path, "size", "--presets", "tiny", "--time-budget", "0.02", "--keep-models")
     assert (tmp_path / "shared" / "data").resolve() == (bundle / "data").resolve()
     (row,) = json.loads((out / "size_sweep" / "size_sweep.json").read_text())["rows"]
     assert row["preset"] == "tiny" and row["stopped_by"] == "time_budget"
@@ -268,3 +272,12 @@ def test_gpu_sweeps_script_runs_the_data_stages_and_the_size_sweep(tmp_path):
     assert not [p for p in out.rglob("*") if p.name in ("model", "checkpoints") or p.suffix in (".safetensors", ".pt")]
     assert (repo / "results" / "tiny" / "blocks").is_dir()  # results stay on the node for a rerun
     assert (repo / "results" / "tiny" / "size_sweep" / "tiny" / "model").is_dir()  # kept there, not copied
+
+
+def test_gpu_sweeps_script_runs_the_unpadding_checks(tmp_path):
+    """`unpad_check`: tests/test_unpadding.py on the device (cuda; here the CPU), pytest from the
+    bundle (profiles/airgapped/missing.txt)."""
+    _, _, out = device_call(tmp_path, "unpad_check", BERTFLOW_TEST_DEVICE="cpu")
+    log = (out / "unpad_check.log").read_text()
+    assert "test_sequence_classification_logits_and_gradients_match_the_padded_forward" in log
+    assert " passed" in log and " failed" not in log and "error" not in log.lower(), log[-3000:]

@@ -1,7 +1,12 @@
 """The unpadded encoder (bertflow.unpadding) computes what transformers' padded BertModel computes
-at every real token, forward and backward, and leaves the model as it found it."""
+at every real token, forward and backward, and leaves the model as it found it.
+
+On the CPU by default; `BERTFLOW_TEST_DEVICE=cuda` runs the same checks on a GPU (the device
+script's `unpad_check`, profiles/airgapped/gpu_sweeps.sh)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -14,15 +19,16 @@ CONFIG = dict(vocab_size=200, hidden_size=32, num_hidden_layers=3, num_attention
 NARROW = {"lengths": (5, 17, 9, 3, 17, 12), "width": 17}  # attention on the padded batch
 WIDE = {"lengths": (5, 150, 90, 3, 130, 12), "width": 150}  # on CPU: attention row by row
 assert NARROW["width"] < ROW_ATTENTION_MIN_WIDTH <= WIDE["width"]
+DEVICE = torch.device(os.environ.get("BERTFLOW_TEST_DEVICE", "cpu"))
 
 
-def padded_batch(lengths=(5, 17, 9, 3, 17, 12), width=17):
+def padded_batch(lengths=(5, 17, 9, 3, 17, 12), width=17, device=DEVICE):
     generator = torch.Generator().manual_seed(0)
     lengths = torch.tensor(lengths)
     mask = (torch.arange(width) < lengths[:, None]).long()
     ids = torch.randint(5, 200, (len(lengths), width), generator=generator) * mask
     token_types = (torch.arange(width) >= 4).long() * mask  # a question/context split, as in SQuAD
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": token_types}
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "token_type_ids": token_types.to(device)}
 
 
 def model(cls, **config):
@@ -30,13 +36,13 @@ def model(cls, **config):
     built = cls(BertConfig(**CONFIG, **config)).eval()
     if cls is BertForQuestionAnswering:  # a nonzero bias: padding positions must score exactly it
         torch.nn.init.normal_(built.qa_outputs.bias)
-    return built
+    return built.to(DEVICE)
 
 
 @pytest.mark.parametrize("shape", [NARROW, WIDE], ids=["narrow", "wide"])
 @pytest.mark.parametrize("pooled_only", [True, False])
 def test_sequence_classification_logits_and_gradients_match_the_padded_forward(pooled_only, shape):
-    batch, labels = padded_batch(**shape), torch.tensor([0, 1, 1, 0, 1, 0])
+    batch, labels = padded_batch(**shape), torch.tensor([0, 1, 1, 0, 1, 0], device=DEVICE)
     padded = model(BertForSequenceClassification, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     padded.train()  # gradients through every module; dropout is off, so both sides are deterministic
     reference = padded(**batch, labels=labels)
@@ -69,8 +75,8 @@ def test_question_answering_scores_match_at_real_tokens_and_padding_scores_the_b
 
 
 def test_wide_cpu_batches_attend_row_by_row():
-    assert Unpadding(padded_batch(**NARROW)["attention_mask"]).row_lengths is None
-    assert Unpadding(padded_batch(**WIDE)["attention_mask"]).row_lengths == list(WIDE["lengths"])
+    assert Unpadding(padded_batch(**NARROW, device="cpu")["attention_mask"]).row_lengths is None
+    assert Unpadding(padded_batch(**WIDE, device="cpu")["attention_mask"]).row_lengths == list(WIDE["lengths"])
 
 
 def test_pooled_only_returns_the_cls_row_and_training_draws_dropout_on_real_tokens_only():
@@ -80,7 +86,7 @@ def test_pooled_only_returns_the_cls_row_and_training_draws_dropout_on_real_toke
     assert classifier.bert(**batch).last_hidden_state.shape == (6, 1, 32)
     classifier.train()
     torch.manual_seed(1)
-    losses = [classifier(**batch, labels=torch.zeros(6, dtype=torch.long)).loss for _ in range(2)]
+    losses = [classifier(**batch, labels=torch.zeros(6, dtype=torch.long, device=DEVICE)).loss for _ in range(2)]
     assert losses[0] != losses[1] and all(torch.isfinite(loss) for loss in losses)  # dropout is live
 
 
@@ -119,7 +125,7 @@ def test_bf16_autocast_as_on_a_gpu(cls):
     autocast keeps its dtypes consistent and stays close to the padded forward."""
     batch = padded_batch(**NARROW)
     padded = model(cls)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         reference = padded(**batch)
         unpad_encoder(padded, pooled_only=cls is BertForSequenceClassification)
         output = padded(**batch)

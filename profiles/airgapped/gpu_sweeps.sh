@@ -10,6 +10,8 @@
 #                     python -m bertflow.bench.finetune_sweep --config CONFIG ARGS
 #     finetune_bench  python -m bertflow.bench.finetune_bench --device cuda on the carried SST-2 and
 #                     SQuAD files, then ARGS
+#     unpad_check     tests/test_unpadding.py on the GPU (BERTFLOW_TEST_DEVICE, default cuda): the
+#                     unpadded encoder against transformers' padded forward, logits and gradients
 #
 # Everything runs under one deadline, SWEEP_LIMIT_S seconds (default 540), so that a cut leaves time
 # to copy the results: the stages checkpoint on SIGTERM, and the same command again goes on from
@@ -19,7 +21,7 @@
 # checkpoints or features, the stage logs, Snakemake's and the sweep's output, device.txt.
 # SWEEP_CONFIG: the workflow config (default config/gpu_wikibooks.yaml).
 set -uo pipefail
-usage="usage: gpu_sweeps.sh BUNDLE_DIR OUT_DIR size|finetune|finetune_bench [ARGS...]"
+usage="usage: gpu_sweeps.sh BUNDLE_DIR OUT_DIR size|finetune|finetune_bench|unpad_check [ARGS...]"
 bundle=${1:?$usage}
 out=${2:?$usage}
 what=${3:?$usage}
@@ -58,6 +60,10 @@ finetune_bench)
     targets=()
     command=(python3 -m bertflow.bench.finetune_bench --device cuda --sst2-dir ../shared/data/sst2
              --squad-file ../shared/data/squad/squad-v1.1-dev-part1.json --out "$results/finetune_bench" "$@") ;;
+unpad_check)
+    targets=()
+    command=(env "BERTFLOW_TEST_DEVICE=${BERTFLOW_TEST_DEVICE:-cuda}" python3 -m pytest -p no:cacheprovider -v
+             tests/test_unpadding.py "$@") ;;
 *)
     echo "$usage" >&2
     exit 2 ;;
@@ -87,6 +93,7 @@ case $what in
 size) copy_results size_sweep logs benchmarks ;;
 finetune) copy_results finetune_sweep pretrain/train_info.json pretrain/perplexity.csv logs benchmarks ;;
 finetune_bench) copy_results finetune_bench ;;
+unpad_check) ;;  # its log, unpad_check.log, is the result
 esac
 
 if [ "$code" -eq 124 ] || [ "$code" -eq 137 ] || [ "$code" -eq 143 ]; then
