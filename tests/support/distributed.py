@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -58,6 +59,11 @@ def probe(spec: dict) -> int:
         print(f"rank {accelerator.process_index} failing on purpose", flush=True)
         close_process_group(synchronize=False)
         return 3
+    if spec.get("fail_rank") is not None:
+        # The others wait for torchrun to stop them once the failing rank has exited: a barrier
+        # here could fail first (its peer gone), and the launcher would then report that rank's
+        # error, not the exit code 3 the test looks for.
+        time.sleep(120)
     if is_main_process():
         Path(spec["out"]).write_text(json.dumps({
             "world_size": world_size(), "accelerate_processes": accelerator.num_processes, "rank_sum": total,
