@@ -180,7 +180,7 @@ def test_finetune_sweep_stopped_by_sigterm_resumes_the_run_it_stopped(tmp_path):
     epochs' rows span both attempts) instead of starting it over."""
     model = make_tiny_model(tmp_path / "tiny")
     data = task_data(tmp_path / "data")
-    config = tiny_config(tmp_path, finetune={"seeds": [7], "sst2": {"epochs": 30, "max_length": 32, "batch_size": 8}})
+    config = tiny_config(tmp_path, finetune={"seeds": [7], "sst2": {"epochs": 60, "max_length": 32, "batch_size": 8}})
     out = tmp_path / "sweep"
     argv = ["--config", config, "--model", model, "--data", str(data), "--out", str(out), "--tasks", "sst2",
             "--grid", "sst2.learning_rate=1e-3"]
@@ -188,12 +188,12 @@ def test_finetune_sweep_stopped_by_sigterm_resumes_the_run_it_stopped(tmp_path):
     log = run / "stage.log"
     sigterm_sweep_once_logged([sys.executable, "-m", "bertflow.bench.finetune_sweep", *argv], log, "sst2 epoch 2:")
     stopped = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]
-    assert 2 <= stopped["epoch"] < 30
+    assert 2 <= stopped["epoch"] < 60
 
     assert finetune_sweep.main(argv) == 0
     assert f"resumed from {run / 'checkpoints' / 'last.pt'}" in log.read_text()
     row = next(r for r in json.loads((out / "finetune_sweep.json").read_text())["rows"] if r["task"] == "sst2")
-    assert row["attempts"] == 2 and len(row["by_epoch"]) == 30
+    assert row["attempts"] == 2 and len(row["by_epoch"]) == 60
     assert row["by_epoch"][:stopped["epoch"]] == [epoch["accuracy"] for epoch in stopped["history"]]
 
 
