@@ -13,11 +13,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 
+from support.stages import wait_for_line
 from support.workflow import snakemake, snakemake_command, write_config
 
 PRETRAIN_OUTPUTS = ("model", "perplexity.csv", "perplexity.png", "train_info.json")
@@ -27,16 +27,6 @@ def start_snakemake(workdir: Path, config: Path, *args: str,
                     target: str = "results/pretrain/train_info.json") -> subprocess.Popen:
     cmd = snakemake_command(workdir, *args, "--", target, configfile=config)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if log.exists() and pattern in log.read_text():
-            return
-        assert proc.poll() is None, f"snakemake ended before {pattern!r}:\n{proc.stdout.read()[-3000:]}"
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
 
 
 def stage_process(workflow: subprocess.Popen, script: str = "pretrain.py") -> psutil.Process:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from bertflow.errors import ConfigError
 from bertflow.task_data import prepare_squad, prepare_sst2
 from support.finetune import make_tiny_model
 from support.pretrain import tokenized_corpus
+from support.stages import wait_for_line
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -135,10 +135,7 @@ def sigterm_sweep_once_logged(command: list[str], log: Path, marker: str) -> str
     """Start a sweep, SIGTERM it (a device call's deadline) once a run's stage.log holds `marker`,
     and expect its stopped exit code, 143; its output."""
     sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (log.is_file() and marker in log.read_text()):
-        assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.stdout.read()
-        time.sleep(0.2)
+    wait_for_line(log, marker, sweep_process, timeout=120)
     sweep_process.send_signal(signal.SIGTERM)
     output = sweep_process.communicate(timeout=120)[0]
     assert sweep_process.returncode == 143, output

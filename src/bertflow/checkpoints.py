@@ -67,6 +67,38 @@ def load_checkpoint(path: Path, expected_fingerprint: str, *, is_main: bool = Tr
     return state
 
 
+def save_training_state(path: Path, accelerator, *, fingerprint: str, model, optimizer, scheduler,
+                        progress: dict) -> None:
+    """A training loop's checkpoint: weights, optimizer, scheduler, random streams, its `progress`
+    record and the torch thread count. The main process writes it; every process waits for it."""
+    if accelerator.is_main_process:
+        save_checkpoint(path, {
+            "fingerprint": fingerprint,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(accelerator.device.type),
+            "progress": progress,
+            "threads": torch.get_num_threads(),
+        })
+    accelerator.wait_for_everyone()
+
+
+def load_training_state(path: Path, accelerator, *, fingerprint: str, model, optimizer, scheduler) -> dict | None:
+    """Load the checkpoint at `path`, when it is one of this run, into the model, optimizer,
+    scheduler and random streams; its progress record, or None (start fresh)."""
+    state = load_checkpoint(path, fingerprint, is_main=accelerator.is_main_process)
+    accelerator.wait_for_everyone()  # the main process may have set the file aside
+    if state is None:
+        return None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng(state["rng"])
+    warn_if_threads_differ(state)
+    return state["progress"]
+
+
 class StopRequested(Exception):
     """SIGTERM/SIGINT arrived: a checkpoint was saved; rerun the stage to resume."""
 

@@ -31,8 +31,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from .checkpoints import (StopRequested, load_checkpoint, restore_rng, rng_state, save_checkpoint, stop_agreed,
-                          stop_on_signals, warn_if_threads_differ)
+from .checkpoints import StopRequested, load_training_state, save_training_state, stop_agreed, stop_on_signals
 from .checks import require_supported_model, require_supported_model_type
 from .distributed import spec_main, world_size
 from .errors import ConfigError, DataError
@@ -408,33 +407,21 @@ class FineTuner:
         """Load the run's checkpoint, when there is one from the same run; False: start at the beginning."""
         if self.checkpoint_path is None:
             return False
-        state = load_checkpoint(self.checkpoint_path, self.fingerprint, is_main=self.accelerator.is_main_process)
-        self.accelerator.wait_for_everyone()  # the main process may have set the file aside
-        if state is None:
+        progress = load_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint,
+                                       model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+                                       scheduler=self.scheduler)
+        if progress is None:
             return False
-        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"])
-        self.progress = Progress(**state["progress"])
+        self.progress = Progress(**progress)
         log.info("%s: resumed from %s: epoch %d, step %d of %d", self.task.name, self.checkpoint_path,
                  self.progress.epoch + 1, self.progress.step_in_epoch, self.steps_per_epoch)
-        warn_if_threads_differ(state)
         return True
 
     def checkpoint(self) -> None:
-        if self.accelerator.is_main_process:
-            progress = {**asdict(self.progress), "earlier_wall_s": self.wall_s()}
-            save_checkpoint(self.checkpoint_path, {
-                "fingerprint": self.fingerprint,
-                "model": self.accelerator.unwrap_model(self.model).state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "rng": rng_state(self.accelerator.device.type),
-                "progress": progress,
-                "threads": torch.get_num_threads(),
-            })
-        self.accelerator.wait_for_everyone()
+        save_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint,
+                            model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+                            scheduler=self.scheduler,
+                            progress={**asdict(self.progress), "earlier_wall_s": self.wall_s()})
 
     def stop_now(self, stop_flag: dict | None, sync_point: bool) -> bool:
         """A signal asked to stop (`stop_flag` is None when there is no checkpoint folder to stop into)."""

@@ -42,8 +42,8 @@ from torch import nn
 
 from .block_loader import BlockLoader, head_rows
 from .blocks import load_blocks, tokenizer_fingerprint
-from .checkpoints import (StopRequested, load_checkpoint, restore_rng, rng_state, save_checkpoint, stop_agreed,
-                          stop_on_signals, warn_if_threads_differ)
+from .checkpoints import (StopRequested, load_training_state, save_training_state, stop_agreed,
+                          stop_on_signals)
 from .distributed import spec_main
 from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json
@@ -308,37 +308,21 @@ class Pretrainer:
     # -- state
 
     def resume(self) -> bool:
-        state = load_checkpoint(self.checkpoint_path, self.fingerprint, is_main=self.accelerator.is_main_process)
-        self.accelerator.wait_for_everyone()  # the main process may have set the file aside
-        if state is None:
+        progress = load_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint,
+                                       model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        if progress is None:
             return False
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"])
-        self.progress = Progress(**state["progress"])
+        self.progress = Progress(**progress)
         self._clock = self._budget_fraction(self.progress.train_s, self.progress.global_step)
         log.info("resumed from %s: epoch %d, step %d of %s%s", self.checkpoint_path, self.progress.epoch + 1,
                  self.progress.global_step, self.total_steps or "a time budget", self._budget_note())
-        warn_if_threads_differ(state)
         return True
 
     def checkpoint(self) -> None:
+        save_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint, model=self.model,
+                            optimizer=self.optimizer, scheduler=self.scheduler, progress=asdict(self.progress))
         if self.accelerator.is_main_process:
-            save_checkpoint(
-                self.checkpoint_path,
-                {
-                    "fingerprint": self.fingerprint,
-                    "model": self.model.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "rng": rng_state(self.device.type),
-                    "progress": asdict(self.progress),
-                    "threads": torch.get_num_threads(),
-                },
-            )
             write_progress_csv(self.checkpoint_path.with_name("perplexity_so_far.csv"), self.progress.rows)
-        self.accelerator.wait_for_everyone()
 
     # -- steps
 

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -27,3 +28,14 @@ def sigterm_after(proc: subprocess.Popen, marker: str, timeout: float = 300) -> 
     rest = proc.stdout.read()
     assert proc.wait(timeout=timeout) == 143, rest
     return rest
+
+
+def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until the log file `log` holds `pattern`, while `proc` (which writes it) still runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists() and pattern in log.read_text():
+            return
+        assert proc.poll() is None, f"{proc.args[:3]} ended before {pattern!r}:\n{proc.stdout.read()[-3000:]}"
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
