@@ -326,6 +326,34 @@ def test_a_good_config_file_has_no_problem():
     assert checks.config_file_problem(str(TINY_CONFIG)) is None
 
 
+def yaml_file(path, values: dict):
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def run_checks(*files):
+    return subprocess.run([sys.executable, "-m", "bertflow.checks", *map(str, files)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def test_checks_command_lists_every_schema_problem_of_the_merged_config(tmp_path):
+    bad = yaml_file(tmp_path / "bad.yaml", {"pretrain": {"epochs": "three"}, "finetune": {"seeds": "1"}})
+    result = run_checks(TINY_CONFIG, bad)
+    assert result.returncode == 1, result.stdout
+    assert "pretrain.epochs: 'three' is not of type 'integer'" in result.stderr
+    assert "finetune.seeds: '1' is not of type 'array'" in result.stderr
+
+
+def test_checks_command_runs_the_cross_key_checks_on_the_files_in_order(tmp_path):
+    overlap = yaml_file(tmp_path / "overlap.yaml", {"finetune": {"squad": {"max_length": 64, "doc_stride": 64}}})
+    result = run_checks(TINY_CONFIG, overlap)
+    assert result.returncode == 1 and "finetune.squad.doc_stride 64 must be less than max_length 64" in result.stderr
+    fixed = yaml_file(tmp_path / "fixed.yaml", {"finetune": {"squad": {"doc_stride": 32}}})
+    result = run_checks(TINY_CONFIG, overlap, fixed)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "passes the start-up checks" in result.stdout
+
+
 # ----------------------------------------------------------------------------- 14.4 --config overrides
 
 
