@@ -1,7 +1,6 @@
 """Bad input and faults: each case ends in a clear, early error that names the key or file.
 
-Most cases are dry runs (`snakemake -n`, no job runs) or unit tests of bertflow.checks; the
-numbers in the comments refer to the items of issue 15 (and 14.4 for `--config`).
+Most cases are dry runs (`snakemake -n`, no job runs) or unit tests of bertflow.checks.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def model_folder(path, model_type="bert", tokenizer=True, **fields):
     return path
 
 
-# ----------------------------------------------------------------------------- 15.1 config consistency
+# ----------------------------------------------------------------------------- config consistency
 
 
 def test_the_tiny_config_passes_the_checks():
@@ -164,7 +163,7 @@ def test_cuda_check_reports_what_torch_said(monkeypatch):
         checks.check_device("cuda")
 
 
-# ----------------------------------------------------------------------------- 15.2 non-BERT baselines
+# ----------------------------------------------------------------------------- non-BERT baselines
 
 
 def test_local_gpt2_baseline_is_rejected_when_the_workflow_starts(tmp_path):
@@ -227,7 +226,7 @@ def test_download_model_rejects_a_non_bert_repo_before_the_weights(monkeypatch, 
         download_model("openai-community/gpt2", str(tmp_path / "out"))
 
 
-# ----------------------------------------------------------------------------- 15.7 baseline names
+# ----------------------------------------------------------------------------- baseline names
 
 
 @pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "", "Pretrained", "pretrained", "-x"])
@@ -247,7 +246,7 @@ def test_baseline_names_must_not_collide():
     assert "finetune.baselines.pretrained-sst2: the name is also the inference benchmark's label" in problems_of(config)
 
 
-# ----------------------------------------------------------------------------- 15.8 failure lines
+# ----------------------------------------------------------------------------- failure lines
 
 
 def test_foreign_exception_ends_the_log_with_its_type_and_message(tmp_path, monkeypatch):
@@ -354,7 +353,7 @@ def test_checks_command_runs_the_cross_key_checks_on_the_files_in_order(tmp_path
     assert "passes the start-up checks" in result.stdout
 
 
-# ----------------------------------------------------------------------------- 14.4 --config overrides
+# ----------------------------------------------------------------------------- --config overrides
 
 
 def test_override_strings_take_the_schema_types():
@@ -424,7 +423,7 @@ def test_nested_seed_override_plans_one_run_per_seed(tmp_path):
     assert runs == {("sst2", "pretrained"), ("squad", "pretrained")}  # the new seed, typed as a number
 
 
-# ----------------------------------------------------------------------------- 15 other inputs
+# ----------------------------------------------------------------------------- other inputs
 
 
 def test_every_schema_violation_is_listed_with_its_key(tmp_path):

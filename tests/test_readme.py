@@ -94,3 +94,31 @@ def test_readme_report_command_runs_after_a_run(command, tiny_run_copy):
                   "-s", str(REPO / "Snakefile")], tiny_run_copy)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tiny_run_copy / words[words.index("--report") + 1]).stat().st_size > 10_000
+
+
+def markdown_anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def broken_links(page: Path) -> list[str]:
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and linked.is_file() and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.*)$", linked.read_text(encoding="utf-8"), re.M)
+            if anchor not in map(markdown_anchor, headings):
+                broken.append(target)
+    return broken
+
+
+def test_links_of_the_readme_and_the_docs_lead_somewhere():
+    # docs/results/ also holds copies of a run's report.md, whose links lead into that run's results/.
+    pages = [README, *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "docs" / "results").rglob("README.md"))]
+    broken = {str(page.relative_to(REPO)): links for page in pages if (links := broken_links(page))}
+    assert not broken, broken
