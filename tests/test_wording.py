@@ -20,7 +20,8 @@ PROCESS_WORDS = {
     "a numbered item": re.compile(r"\bitems? \d+(\.\d+)?\b", re.IGNORECASE),
     "a numbered stop": re.compile(r"\bstop \d+\b", re.IGNORECASE),
     "a work session": re.compile(r"\bsessions?\b(?<!scope=\"session)", re.IGNORECASE),
-    "the work's roles": re.compile(r"\b(integrator|helper session|reviewer)s?\b", re.IGNORECASE),
+    "the work's roles": re.compile(r"\b(integrator|helper session|reviewer)s?\b|\bthe lead's\b", re.IGNORECASE),
+    "a numbered section of a work list": re.compile(r"^\s*# -{10,} \d+(\.\d+)? "),
 }
 
 
@@ -55,7 +56,8 @@ def test_no_file_speaks_of_how_the_project_was_made():
 
 @pytest.mark.parametrize("text", [
     "fixed in issue 12", "see #12 for why", "(issue 15.8)", "as item 5 asks", "stop 19 measured it",
-    "the next GPU session", "the issue's aims", "left for the integrator",
+    "the next GPU session", "the issue's aims", "left for the integrator", "while the lead's tests ran",
+    "# ------------------------------------------- 14.4 --config overrides",
 ])
 def test_process_words_are_found(text):
     assert process_words(text)
@@ -64,6 +66,7 @@ def test_process_words_are_found(text):
 @pytest.mark.parametrize("text", [
     "huggingface/tokenizers#1794", "https://github.com/huggingface/tokenizers/issues/1794",
     "color: #222;", '@pytest.fixture(scope="session")', "the data set's 12 items", "SIGTERM stops the run",
+    "# ------------------------------------------- --config overrides", "the leading [CLS] token",
 ])
 def test_legitimate_words_pass(text):
     assert not process_words(text)
