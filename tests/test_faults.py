@@ -393,7 +393,7 @@ def test_unparseable_override_stays_a_string_for_the_schema_to_name():
         "pretrain.epochs: 'five' is not of type 'integer'"]
 
 
-@pytest.mark.parametrize("overrides", [  # the README's examples first
+@pytest.mark.parametrize("overrides", [  # docs/workflow.md's examples first
     ["seed=3", "device=cpu"],
     ['pretrain={"epochs": 5, "learning_rate": 1e-3}'],
     ["pretrain={preset: mini, max_steps: null}"],

@@ -82,7 +82,7 @@ if [ "$code" -eq 0 ]; then
     code=${PIPESTATUS[0]}
 fi
 
-# What comes back from a device call is limited: no weights, checkpoints, tokenized features or event files.
+# Only what a GPU node can hand back in bulk is copied: no weights, checkpoints, tokenized features or event files.
 copy_results() {
     [ -d "$results" ] || return 0
     (cd "$results" && find "$@" -type f ! -path '*/model/*' ! -path '*/model.partial/*' ! -path '*/checkpoints/*' \
