@@ -21,6 +21,7 @@ PROCESS_WORDS = {
     "a numbered stop": re.compile(r"\bstop \d+\b", re.IGNORECASE),
     "a work session": re.compile(r"\bsessions?\b(?<!scope=\"session)", re.IGNORECASE),
     "the work's roles": re.compile(r"\b(integrator|helper session|reviewer)s?\b|\bthe lead's\b", re.IGNORECASE),
+    "the measuring machinery": re.compile(r"\bdevice calls?\b|\b(a|the) lent\b|\bwas lent\b", re.IGNORECASE),
     "a numbered section of a work list": re.compile(r"^\s*# -{10,} \d+(\.\d+)? "),
 }
 
@@ -56,7 +57,7 @@ def test_no_file_speaks_of_how_the_project_was_made():
 
 @pytest.mark.parametrize("text", [
     "fixed in issue 12", "see #12 for why", "(issue 15.8)", "as item 5 asks", "stop 19 measured it",
-    "the next GPU session", "the issue's aims", "left for the integrator", "while the lead's tests ran",
+    "the next GPU session", "the issue's aims", "left for the integrator", "while the lead's tests ran", "one device call each",
     "# ------------------------------------------- 14.4 --config overrides",
 ])
 def test_process_words_are_found(text):
