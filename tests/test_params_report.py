@@ -20,7 +20,8 @@ from bertflow.params_report import (architecture, check_counts, closed_form, cou
 D, D_FF, LAYERS, VOCAB = 32, 64, 2, 150
 CONFIG = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=2,
               intermediate_size=D_FF, max_position_embeddings=64)
-# Written out independently of the module under test: BERT's per-layer formula from the issue.
+# Written out independently of the module under test: BERT's per-layer count (4 attention
+# projections, 2 feed-forward matrices, 2 LayerNorms).
 PER_LAYER = 4 * (D * D + D) + 2 * D * D_FF + D_FF + D + 4 * D
 EMBEDDINGS = VOCAB * D + 64 * D + 2 * D + 2 * D
 
