@@ -168,3 +168,24 @@ def test_summary_reports_mean_and_sample_std_over_seeds(tmp_path):
     assert summary["mean"]["finetune_wall_time_s"] == pytest.approx(20.0)
     assert summary["parameters"]["finetuned_parameters"] == 7
     assert json.loads((tmp_path / "summary.json").read_text())["mean"] == summary["mean"]
+
+
+COMPARED = {"distilbert-base-cased", "distilbert-base-uncased", "bert-base-cased", "bert-base-uncased",
+            "bert-large-cased", "bert-large-uncased", "distilroberta-base", "roberta-base", "roberta-large",
+            "google/electra-small-discriminator", "google/electra-base-discriminator",
+            "google/electra-large-discriminator", "microsoft/deberta-v3-small", "microsoft/deberta-v3-base",
+            "microsoft/deberta-v3-large", "squeezebert/squeezebert-uncased", "xlm-roberta-base",
+            "answerdotai/ModernBERT-base"}
+
+
+def test_compare_config_plans_every_model_offline(tmp_path):
+    """config/compare.yaml: the 18 Hub models next to ours, planned (downloads included) without network."""
+    import yaml
+    from support.workflow import REPO
+    from test_finetune_rules import planned_jobs
+
+    config = REPO / "config" / "compare.yaml"
+    assert set(yaml.safe_load(config.read_text())["finetune"]["baselines"].values()) == COMPARED
+    jobs = planned_jobs(tmp_path, config)
+    assert jobs["download_model"] == 18 and jobs["download_task_data"] == 2 and jobs["params_report"] == 19
+    assert jobs["finetune"] == jobs["finetune_summary"] == 2 * 19 and jobs["summary_report"] == 1
