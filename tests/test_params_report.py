@@ -165,6 +165,7 @@ def test_hub_checkpoint_with_a_pretraining_head(tmp_path, model_class, config):
     total, base = _counted(model_class, tmp_path)
     assert report["parameters"]["total"] == report["closed_form"]["total"] == total
     assert report["parameters"]["base_model"] == base and report["parameters"]["head"] == total - base > 0
+    assert report["parameters"]["tied_word_embeddings"] is (model_class is BertForPreTraining)
 
 
 def test_unknown_sub_modules_and_families_are_counted_not_refused(tmp_path):
@@ -186,6 +187,8 @@ HEADER_CASES = [
     (BertForQuestionAnswering, BertConfig(**{**CONFIG, "num_hidden_layers": 3, "type_vocab_size": 1})),
     (RobertaForMaskedLM, RobertaConfig(**CONFIG)),
     (RobertaForSequenceClassification, RobertaConfig(**CONFIG)),
+    (BertForPreTraining, BertConfig(**CONFIG)),
+    (ElectraForPreTraining, ElectraConfig(**CONFIG, embedding_size=16)),
 ]
 
 

@@ -507,7 +507,9 @@ def _header_counts(model_dir: str | Path) -> dict | None:
     view = _config_view(config)
     arch = architecture(view)
     kind = _head_kind(arch["architecture"])
-    tied = kind in ("masked_lm", "pretraining") and config.get("tie_word_embeddings", True)
+    # An MLM decoder is tied to the word embeddings; ELECTRA's pretraining head (the discriminator) has none.
+    has_decoder = kind == "masked_lm" or (kind == "pretraining" and arch["model_type"] != "electra")
+    tied = has_decoder and config.get("tie_word_embeddings", True)
     if shapes is None or arch["model_type"] not in FAMILIES or _head(arch, view, tied) is None:
         return None
     params = model_parameters(shapes, tied)

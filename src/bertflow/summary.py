@@ -191,7 +191,7 @@ def task_details_section(models: dict[str, dict], info: dict[str, dict]) -> list
     lines = ["## Fine-tuning details", "", "Mean ± standard deviation over seeds (percent)."]
     for task, meta in info.items():
         keys = list(meta["task_metrics"])
-        keys += [k for k in ("precision", "recall") if k not in keys and any(
+        keys += [k for k in ("f1", "precision", "recall") if k not in keys and any(
             k in (entry.get(task) or {}).get("mean", {}) for entry in models.values())]
         rows = [[name, len(entry[task]["seeds"]), *(_mean_std(entry[task], k) for k in keys)]
                 for name, entry in models.items() if entry.get(task)]
