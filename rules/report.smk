@@ -118,7 +118,11 @@ rule summary_report:
         benchmark=BENCHMARK_CSV,
     output:
         md=summary_report_md(),
-        leaderboard=results("leaderboard.csv"),
+        leaderboard=report(
+            results("leaderboard.csv"),
+            caption="../docs/captions/leaderboard.rst",
+            category="Summary",
+        ),
     log:
         logs("summary_report"),
     benchmark:

@@ -85,6 +85,7 @@ def test_upload_rule_pushes_once_to_a_loopback_hub(tiny_run_copy, tmp_path):
 def test_snakemake_report_html_has_captions(report_html):
     html = report_html.read_text(errors="replace")
     assert "checked against the closed-form formula" in html and "leaderboard of every fine-tuned model" in html
+    assert "The leaderboard of results/report.md as CSV" in html and "leaderboard.csv" in html
 
 
 @pytest.fixture(scope="module")

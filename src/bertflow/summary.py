@@ -93,6 +93,11 @@ def _ranks(values: list[float | None]) -> list[int | None]:
     return [None if v is None else 1 + sum(1 for o in values if o is not None and o > v) for v in values]
 
 
+def _base_model_parameters(params: dict) -> int:
+    p = params["parameters"]
+    return p["base_model"] if "base_model" in p else p["total"] - p["head"]  # a report from before base_model
+
+
 def leaderboard(models: dict[str, dict], tasks: list[str]) -> dict:
     """Rows of the leaderboard plus what they mean: the tasks, which of them the GLUE score
     averages, and what the rank is by. `models`: name -> {"params": report, task: summary, ...}."""
@@ -109,7 +114,7 @@ def leaderboard(models: dict[str, dict], tasks: list[str]) -> dict:
         scores = [_task_score(entry.get(task), info[task]["task_metrics"]) for task in glue]
         row["glue_score"] = statistics.fmean(scores) if glue and None not in scores else None
         row.update({"vocab_size": params["vocab_size"], "d_model": params["d_model"], "d_ff": params["d_ff"],
-                    "layers": params["layers"], "parameters": params["parameters"]["base_model"]})
+                    "layers": params["layers"], "parameters": _base_model_parameters(params)})
         for task in info:
             mean = (entry.get(task) or {}).get("mean", {})
             row[f"{task}_finetune_wall_time_s"] = mean.get("finetune_wall_time_s")
