@@ -131,9 +131,12 @@ def _counted(model_class, path) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_CONFIGS))
-@pytest.mark.parametrize("kind", ["Model", "ForSequenceClassification", "ForQuestionAnswering", "ForMaskedLM"])
+@pytest.mark.parametrize("kind", ["Model", "ForSequenceClassification", "ForQuestionAnswering", "ForMaskedLM",
+                                  "ForMaskedLM-untied"])
 def test_every_family_is_counted_and_checked_in_closed_form(tmp_path, family, kind):
     config = FAMILY_CONFIGS[family]()
+    if kind.endswith("-untied"):  # the decoder has its own weights: counted, and in the closed form
+        kind, config.tie_word_embeddings = kind.removesuffix("-untied"), False
     model_class = getattr(transformers, AutoModel.from_config(config).__class__.__name__.replace("Model", kind))
     torch.manual_seed(0)
     model_class(config).save_pretrained(tmp_path)
@@ -142,11 +145,8 @@ def test_every_family_is_counted_and_checked_in_closed_form(tmp_path, family, ki
     params, closed = report["parameters"], report["closed_form"]
     assert params["total"] == sum(row["params"] for row in report["modules"]) == total
     assert params["base_model"] == closed["base_model"] == base
-    if closed["missing"] is None:
-        assert closed["total"] == total
-    else:  # no formula for this head: said in the report, the body still checked
-        assert closed["missing"] == f"no closed form for the {model_class.__name__} head" and kind == "ForMaskedLM"
-        assert f"No closed form for the {model_class.__name__} head" in report_markdown(report)
+    assert closed["missing"] is None and closed["total"] == total
+    assert params["tied_word_embeddings"] is (kind == "ForMaskedLM" and config.tie_word_embeddings)
     words = params_report.math.prod(report["word_embeddings"]["shape"])
     assert report["word_embeddings"]["params"] == words == VOCAB * report["embedding_size"]
     assert report["word_embeddings"]["bytes"]["fp32"] == 4 * words and report["d_model"] == D
@@ -166,6 +166,18 @@ def test_hub_checkpoint_with_a_pretraining_head(tmp_path, model_class, config):
     assert report["parameters"]["total"] == report["closed_form"]["total"] == total
     assert report["parameters"]["base_model"] == base and report["parameters"]["head"] == total - base > 0
     assert report["parameters"]["tied_word_embeddings"] is (model_class is BertForPreTraining)
+
+
+def test_a_head_without_a_formula_is_said_and_the_body_still_checked(tmp_path):
+    from transformers import DistilBertForTokenClassification
+
+    DistilBertForTokenClassification(FAMILY_CONFIGS["distilbert"]()).save_pretrained(tmp_path)
+    report = parameter_report(tmp_path, name="ner")
+    total, base = _counted(DistilBertForTokenClassification, tmp_path)
+    assert report["parameters"]["total"] == total and report["closed_form"]["base_model"] == base
+    assert report["closed_form"]["missing"] == "no closed form for the DistilBertForTokenClassification head"
+    assert report["closed_form"]["total"] is None
+    assert "No closed form for the DistilBertForTokenClassification head" in report_markdown(report)
 
 
 def test_unknown_sub_modules_and_families_are_counted_not_refused(tmp_path):

@@ -332,20 +332,38 @@ def _modernbert_head(d: int, config) -> int:
     return d * d + d * bool(getattr(config, "classifier_bias", False)) + d * (1 + bool(getattr(config, "norm_bias", False)))
 
 
+def _mlm_head(arch: dict, config, tied_decoder: bool) -> tuple[int, str] | None:
+    """The masked-LM head: a transform to the embedding width, its norm, the output bias, and the
+    decoder matrix unless it is tied to the word embeddings."""
+    family, v, d, e = arch["model_type"], arch["vocab_size"], arch["d_model"], arch["embedding_size"]
+    if family in ("bert", "roberta", "xlm-roberta", "squeezebert", "deberta-v2"):
+        # transformers 5 gives an untied decoder its own bias too (a tied one shares the head's bias).
+        return (d * d + d + 2 * d + v + (0 if tied_decoder else v * d + v),
+                "d^2 + d + 2d + V (+ V*d + V when the decoder is not tied)")
+    if family == "distilbert":  # the projector's bias is its own, tied or not
+        return d * d + d + 2 * d + v + (0 if tied_decoder else v * d), "d^2 + d + 2d + V (+ V*d untied)"
+    if family in ("electra", "albert"):  # ELECTRA's generator head and ALBERT's project d to E
+        untied = v * e + v * (family == "albert")  # ELECTRA's output layer has no bias of its own
+        return (d * e + e + 2 * e + v + (0 if tied_decoder else untied),
+                "d*E + E + 2E + V (+ V*E, ALBERT + V, when the decoder is not tied)")
+    if family == "modernbert":
+        bias = v * bool(getattr(config, "decoder_bias", True))
+        return (_modernbert_head(d, config) + bias + (0 if tied_decoder else v * d),
+                "d^2 + norm + V (decoder bias) (+ V*d untied)")
+    return None
+
+
 def _head(arch: dict, config, tied_decoder: bool) -> tuple[int, str] | None:
     """(parameters, formula) of the model's head, None where no formula is written here."""
     kind, family = _head_kind(arch["architecture"]), arch["model_type"]
-    v, d, n = arch["vocab_size"], arch["d_model"], arch["num_labels"] or 2
-    bert_like = family in ("bert", "roberta", "xlm-roberta")
-    # transformers 5 gives an untied decoder its own bias too (a tied one shares the head's bias).
-    mlm = (d * d + d + 2 * d + v + (0 if tied_decoder else v * d + v),
-           "d^2 + d + 2d + V (+ V*d + V when the decoder is not tied)")
+    d, n = arch["d_model"], arch["num_labels"] or 2
+    mlm = _mlm_head(arch, config, tied_decoder)
     if kind == "base":
         return 0, "0"
-    if kind == "masked_lm" and bert_like:
+    if kind == "masked_lm":
         return mlm
-    if kind == "pretraining" and family == "bert":
-        return mlm[0] + 2 * d + 2, mlm[1] + " + 2d + 2 (next-sentence head)"
+    if kind == "pretraining" and family in ("bert", "albert"):  # + next-sentence / sentence-order head
+        return mlm[0] + 2 * d + 2, mlm[1] + " + 2d + 2 (sentence-pair head)"
     if kind == "pretraining" and family == "electra":
         return d * d + d + d + 1, "d^2 + d + d + 1 (replaced-token detection)"
     if kind == "question_answering":
