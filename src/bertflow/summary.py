@@ -19,7 +19,7 @@ from .card import perplexity_table, read_perplexity
 from .io import read_json, write_json, write_text
 from .markdown import size, table
 from .provenance import environment_info
-from .task_keys import TASK_KEYS, task_keys
+from .task_keys import task_keys
 
 
 def train_examples_per_s(run: dict) -> float | None:
