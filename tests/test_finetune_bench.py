@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from bertflow.bench import finetune_bench as fb
-from bertflow.bench.pairs import interleaved, ratio_summary
+from benchmarks import finetune_bench as fb
+from benchmarks.pairs import interleaved, ratio_summary
 from bertflow.errors import ConfigError
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from bertflow.bench import train_bench
+from benchmarks import train_bench
 from bertflow.presets import architecture
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
