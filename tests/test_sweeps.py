@@ -96,9 +96,8 @@ def test_size_sweep_runs_each_preset_then_skips_finished_ones(tmp_path, capsys):
     assert json.loads((out / "size_sweep.json").read_text())["rows"] == result["rows"]
 
     other = [*argv[:3], "tiny", *argv[5:-2], "--set", "eval_every_steps=5", "learning_rate=0.002"]
-    assert size_sweep.main(other) == 0
-    assert "finished earlier" not in capsys.readouterr().out  # other settings: trained again
-    assert json.loads((out / "tiny" / "spec.json").read_text())["train"]["learning_rate"] == 0.002
+    (changed,), *_ = size_sweep.prepare(other)
+    assert changed.spec["train"]["learning_rate"] == 0.002 and not changed.finished()  # other settings: trained again
 
 
 def test_grid_points_and_bad_grids():
