@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import bertflow
+from benchmarks import child_env
 from bertflow.code_deps import imported_names
 
 PACKAGE = Path(bertflow.__file__).parent
@@ -82,3 +86,16 @@ def test_the_benchmark_import_check_sees_imports(tmp_path):
     assert benchmark_imports(lazy, "bertflow.lazy") == {"benchmarks.pairs", "benchmarks.pairs.run_worker"}
     # the benchmarks' own imports of each other are seen
     assert "benchmarks.sweep" in benchmark_imports(BENCHMARKS / "size_sweep.py", "benchmarks.size_sweep")
+
+
+def test_a_benchmark_runs_as_a_script_or_a_module_from_any_directory(tmp_path):
+    """As a script it finds its sibling modules itself; `python -m` children get the checkout on
+    PYTHONPATH (`child_env`), so neither depends on the working directory."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    script = [sys.executable, str(BENCHMARKS / "size_sweep.py"), "--help"]
+    module = [sys.executable, "-m", "benchmarks.size_sweep", "--help"]
+    for command, command_env in ((script, env), (module, child_env(env))):
+        done = subprocess.run(command, cwd=tmp_path, env=command_env, capture_output=True, text=True)
+        assert done.returncode == 0 and "--presets" in done.stdout, done.stderr[-2000:]
+    assert subprocess.run(module, cwd=tmp_path, env=env, capture_output=True).returncode != 0  # what child_env adds
+    assert child_env({"PYTHONPATH": "/x"})["PYTHONPATH"] == f"{BENCHMARKS.parent}{os.pathsep}/x"
