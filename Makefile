@@ -32,4 +32,4 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile rules/
 
 clean:
-	rm -rf results resources logs benchmarks .snakemake
+	rm -rf results resources logs .snakemake

@@ -1,7 +1,7 @@
 """The streaming data path: corpus formats and split, tokenizer sampling, block files, bad input.
 
 Small corpora only: the generated one and a slice of the wikibooks shards (skipped when
-../shared/data is absent). Speed and memory are measured by `python -m bertflow.bench.data_bench`.
+../shared/data is absent). Speed and memory are measured by `python -m benchmarks.data_bench`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from bertflow.bench import finetune_bench as fb
-from bertflow.bench.pairs import interleaved, ratio_summary
+from benchmarks import finetune_bench as fb
+from benchmarks.pairs import interleaved, ratio_summary
 from bertflow.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ def test_per_task_values_and_bad_arguments():
 def test_tiny_sst2_run_on_generated_data(tmp_path, capsys):
     """Both sides in fresh processes on the same generated rows; one pair."""
     out = tmp_path / "bench"
-    code = fb.main(["--tasks", "sst2", "--rounds", "1", "--train-samples", "96", "--eval-samples", "32",
+    code = fb.main(["--tasks", "sst2", "--rounds", "1", "--train-samples", "32", "--eval-samples", "16",
                     "--max-length", "24", "--model-vocab", "300", "--tokenizer-vocab", "200", "--device", "cpu",
                     "--out", str(out)])
     assert code == 0
@@ -53,7 +53,7 @@ def test_tiny_sst2_run_on_generated_data(tmp_path, capsys):
     assert [(r["side"], r["round"]) for r in result["runs"]] == [("baseline", 0), ("ours", 0)]
     for r in result["runs"]:
         assert r["train_examples_per_s"] > 0 and r["eval_examples_per_s"] > 0 and r["peak_memory_bytes"] > 0
-        assert r["train_features"] == 96 and r["eval_features"] == 32 and 0 <= r["metrics"]["accuracy"] <= 100
+        assert r["train_features"] == 32 and r["eval_features"] == 16 and 0 <= r["metrics"]["accuracy"] <= 100
     baseline = next(r for r in result["runs"] if r["side"] == "baseline")
     assert baseline["optimizer"] == "adamw_torch_fused"  # TrainingArguments' default
     (summary,) = result["summaries"]

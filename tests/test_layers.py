@@ -1,13 +1,18 @@
-"""The package's import graph: no cycle, and the stages never import the benchmark harness."""
+"""The package's import graph: no cycle, and the package never imports the benchmarks (benchmarks/)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import bertflow
+from benchmarks import child_env
 from bertflow.code_deps import imported_names
 
 PACKAGE = Path(bertflow.__file__).parent
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def module_name(path: Path) -> str:
@@ -50,7 +55,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_graph_finds_the_package_imports():
     graph = import_graph()
     assert "bertflow.runtime" in graph["bertflow.pretrain"]
-    assert "bertflow.errors" in graph["bertflow.bench.pairs"] or "bertflow.errors" in graph["bertflow.bench.finetune_bench"]
+    assert "bertflow.errors" in graph["bertflow.pretrain"]  # a relative import, resolved
 
 
 def test_find_cycle_reports_a_cycle():
@@ -62,9 +67,35 @@ def test_no_import_cycle_in_the_package():
     assert find_cycle(import_graph()) is None
 
 
+def benchmark_imports(path: Path, module: str) -> set[str]:
+    """What `path` (module `module`) imports of the `benchmarks` package, anywhere in the file."""
+    names = imported_names(path.read_text(), module, path.name == "__init__.py")
+    return {n for n in names if n == "benchmarks" or n.startswith("benchmarks.")}
 
-def test_stages_do_not_import_the_benchmarks():
-    graph = import_graph()
-    upward = {(m, i) for m, imports in graph.items() if not m.startswith("bertflow.bench")
-              for i in imports if i.startswith("bertflow.bench")}
-    assert not upward, f"modules outside bertflow.bench import it: {sorted(upward)}"
+
+def test_the_package_does_not_import_the_benchmarks():
+    imports = {module_name(p): benchmark_imports(p, module_name(p)) for p in PACKAGE.rglob("*.py")}
+    upward = {module: names for module, names in imports.items() if names}
+    assert not upward, f"bertflow modules import the benchmarks: {upward}"
+    assert not (PACKAGE / "bench").exists(), "the benchmarks live in the top-level benchmarks/ package"
+
+
+def test_the_benchmark_import_check_sees_imports(tmp_path):
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text("def f():\n    from benchmarks.pairs import run_worker\n")
+    assert benchmark_imports(lazy, "bertflow.lazy") == {"benchmarks.pairs", "benchmarks.pairs.run_worker"}
+    # the benchmarks' own imports of each other are seen
+    assert "benchmarks.sweep" in benchmark_imports(BENCHMARKS / "size_sweep.py", "benchmarks.size_sweep")
+
+
+def test_a_benchmark_runs_as_a_script_or_a_module_from_any_directory(tmp_path):
+    """As a script it finds its sibling modules itself; `python -m` children get the checkout on
+    PYTHONPATH (`child_env`), so neither depends on the working directory."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    script = [sys.executable, str(BENCHMARKS / "size_sweep.py"), "--help"]
+    module = [sys.executable, "-m", "benchmarks.size_sweep", "--help"]
+    for command, command_env in ((script, env), (module, child_env(env))):
+        done = subprocess.run(command, cwd=tmp_path, env=command_env, capture_output=True, text=True)
+        assert done.returncode == 0 and "--presets" in done.stdout, done.stderr[-2000:]
+    assert subprocess.run(module, cwd=tmp_path, env=env, capture_output=True).returncode != 0  # what child_env adds
+    assert child_env({"PYTHONPATH": "/x"})["PYTHONPATH"] == f"{BENCHMARKS.parent}{os.pathsep}/x"

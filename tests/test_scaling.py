@@ -1,4 +1,4 @@
-"""Per-stage wall-time split from Snakemake benchmark files (python -m bertflow.bench.scaling)."""
+"""Per-stage wall-time split from Snakemake benchmark files (python -m benchmarks.scaling)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bertflow.bench import scaling
+from benchmarks import scaling
 from bertflow.errors import DataError
 
 from support.workflow import REPO

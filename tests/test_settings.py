@@ -83,3 +83,12 @@ def test_unknown_task_keys_are_refused_by_both_validators(task):
     assert schema_problems({"finetune": {task: {"epoch": 2}}}, SCHEMA) == [
         f"finetune.{task}: Additional properties are not allowed ('epoch' was unexpected) "
         f"({' '.join(SCHEMA['properties']['finetune']['properties'][task]['description'].split())})"]
+
+
+def test_every_stage_setting_is_a_schema_key():
+    """A setting the schema does not document (a benchmark-only switch) has no place in a stage's settings."""
+    pretrain = set(SCHEMA["properties"]["pretrain"]["properties"])
+    tasks = SCHEMA["properties"]["finetune"]["properties"]
+    task = set(tasks["sst2"]["properties"]) | set(tasks["squad"]["properties"])
+    assert {f.name for f in dataclasses.fields(Settings)} - pretrain == set()
+    assert {f.name for f in dataclasses.fields(FinetuneSettings)} - task == set()

@@ -1,4 +1,4 @@
-"""The GPU sweeps (bertflow.bench.size_sweep, finetune_sweep) on CPU with tiny settings: the right
+"""The GPU sweeps (benchmarks.size_sweep, finetune_sweep) on CPU with tiny settings: the right
 runs, results read back from the stages' own files, reruns that skip what is finished.
 
 No speed or quality level is asserted: the figures come from the GPU run (docs/results/gpu-wikibooks)."""
@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from bertflow.bench import finetune_sweep, size_sweep, sweep
+from benchmarks import finetune_sweep, size_sweep, sweep
 from bertflow.errors import ConfigError
 from bertflow.task_data import prepare_squad, prepare_sst2
 from support.finetune import make_tiny_model
@@ -96,9 +96,8 @@ def test_size_sweep_runs_each_preset_then_skips_finished_ones(tmp_path, capsys):
     assert json.loads((out / "size_sweep.json").read_text())["rows"] == result["rows"]
 
     other = [*argv[:3], "tiny", *argv[5:-2], "--set", "eval_every_steps=5", "learning_rate=0.002"]
-    assert size_sweep.main(other) == 0
-    assert "finished earlier" not in capsys.readouterr().out  # other settings: trained again
-    assert json.loads((out / "tiny" / "spec.json").read_text())["train"]["learning_rate"] == 0.002
+    (changed,), *_ = size_sweep.prepare(other)
+    assert changed.spec["train"]["learning_rate"] == 0.002 and not changed.finished()  # other settings: trained again
 
 
 def test_grid_points_and_bad_grids():
@@ -183,7 +182,7 @@ def test_finetune_sweep_stopped_by_sigterm_resumes_the_run_it_stopped(tmp_path):
             "--grid", "sst2.learning_rate=1e-3"]
     run = out / "sst2" / "learning_rate=0.001"
     log = run / "stage.log"
-    sigterm_sweep_once_logged([sys.executable, "-m", "bertflow.bench.finetune_sweep", *argv], log, "sst2 epoch 2:")
+    sigterm_sweep_once_logged([sys.executable, "-m", "benchmarks.finetune_sweep", *argv], log, "sst2 epoch 2:")
     stopped = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]
     assert 2 <= stopped["epoch"] < 60
 
@@ -207,7 +206,7 @@ def test_size_sweep_stopped_by_sigterm_resumes_from_the_checkpoint(tmp_path):
     (tmp_path / "data").mkdir()
     data = tokenized_corpus(tmp_path / "data", sentences=600, seq_len=32)
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "bertflow.bench.size_sweep", "--config", tiny_config(tmp_path), "--presets", "tiny",
+    command = [sys.executable, "-m", "benchmarks.size_sweep", "--config", tiny_config(tmp_path), "--presets", "tiny",
                "--time-budget", "0.25", "--tokenizer", str(data / "tokenizer"), "--blocks", str(data / "blocks"),
                "--out", str(out)]
     log = out / "tiny" / "stage.log"
@@ -235,7 +234,7 @@ def device_call(tmp_path: Path, *args: str, **env_extra: str) -> tuple[Path, Pat
     repo.mkdir()
     for name in ("Snakefile", "environment.yml", "requirements.txt", "pyproject.toml"):
         shutil.copy(REPO / name, repo / name)
-    for name in ("rules", "scripts", "src", "config", "profiles", "tests"):
+    for name in ("rules", "scripts", "src", "benchmarks", "config", "profiles", "tests"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     bundle = tmp_path / "bundle"
     (bundle / "data").mkdir(parents=True)

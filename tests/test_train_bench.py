@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from bertflow.bench import train_bench
+from benchmarks import train_bench
 from bertflow.presets import architecture
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -155,6 +155,21 @@ def test_tiny_run_on_generated_text_writes_both_loops(tmp_path, capsys):
     assert (out / "train_bench.csv").read_text().count("\n") == 3
 
 
+@pytest.mark.parametrize("masked_only_head, fused_adamw", [(True, None), (False, True)])
+def test_head_and_optimizer_levers_reach_the_stages_loop(masked_only_head, fused_adamw):
+    """The two levers the stage's settings do not carry: the benchmark's Pretrainer variant applies them."""
+    from bertflow.pretrain import Settings, Vocab
+
+    settings = Settings(preset="tiny", seq_len=16, max_steps=1, batch_size=4, max_eval_blocks=1, compile=False,
+                        tensorboard=False)
+    cls = train_bench.lever_pretrainer(masked_only_head, fused_adamw)
+    blocks = train_bench.random_blocks(8, 16, 100, seed=0)
+    trainer = cls(settings, vocab=Vocab(100, 0, 4, (0, 1, 2, 3, 4)), blocks={"train": blocks, "validation": blocks[:1]},
+                  meta={}, device="cpu", checkpoint_dir=os.devnull)
+    assert trainer.objective.masked_only_head is masked_only_head
+    assert trainer.optimizer.optimizer.defaults["fused"] is bool(fused_adamw)  # None: fused on CUDA only
+
+
 def test_isolated_run_reports_its_own_process_memory(tmp_path):
     """The default mode: each run in a fresh process; on CPU peak RSS and the RSS before the model."""
     blocks = train_bench.random_blocks(8, 16, 100, seed=0)
@@ -164,7 +179,7 @@ def test_isolated_run_reports_its_own_process_memory(tmp_path):
                                 tokenizer_dir=None)
     run = train_bench.Run(train_bench.OURS, "ours", "tiny", 16)
     result = train_bench.execute_isolated(run, str(tmp_path / "blocks.pt"), common, str(tmp_path))
-    assert len(result["losses"]) == 2 and result["settings"]["masked_only_head"] is True
+    assert len(result["losses"]) == 2 and result["settings"]["masked_only_head"] is True  # the stage's head
     assert result["peak_memory_bytes"] >= result["rss_before_bytes"] > 0
 
 

@@ -5,10 +5,10 @@
 #
 #   profiles/airgapped/gpu_sweeps.sh BUNDLE_DIR OUT_DIR WHAT [ARGS...]
 #     size            the data stages (Snakemake, only what is missing), then
-#                     python -m bertflow.bench.size_sweep --config CONFIG ARGS
+#                     python -m benchmarks.size_sweep --config CONFIG ARGS
 #     finetune        the data stages, pretraining and the task data (Snakemake), then
-#                     python -m bertflow.bench.finetune_sweep --config CONFIG ARGS
-#     finetune_bench  python -m bertflow.bench.finetune_bench --device cuda on the carried SST-2 and
+#                     python -m benchmarks.finetune_sweep --config CONFIG ARGS
+#     finetune_bench  python -m benchmarks.finetune_bench --device cuda on the carried SST-2 and
 #                     SQuAD files, then ARGS
 #     unpad_check     tests/test_unpadding.py on the GPU (BERTFLOW_TEST_DEVICE, default cuda): the
 #                     unpadded encoder against transformers' padded forward, logits and gradients
@@ -51,14 +51,14 @@ cat "$out/device.txt"
 case $what in
 size)
     targets=("$results/tokenizer" "$results/blocks")
-    command=(python3 -m bertflow.bench.size_sweep --config "$config" "$@") ;;
+    command=(python3 -m benchmarks.size_sweep --config "$config" "$@") ;;
 finetune)
     targets=("$results/pretrain/train_info.json" "$results/data/sst2/train.tsv" "$results/data/sst2/validation.tsv"
              "$results/data/squad/train.json" "$results/data/squad/validation.json")
-    command=(python3 -m bertflow.bench.finetune_sweep --config "$config" "$@") ;;
+    command=(python3 -m benchmarks.finetune_sweep --config "$config" "$@") ;;
 finetune_bench)
     targets=()
-    command=(python3 -m bertflow.bench.finetune_bench --device cuda --sst2-dir ../shared/data/sst2
+    command=(python3 -m benchmarks.finetune_bench --device cuda --sst2-dir ../shared/data/sst2
              --squad-file ../shared/data/squad/squad-v1.1-dev-part1.json --out "$results/finetune_bench" "$@") ;;
 unpad_check)
     targets=()

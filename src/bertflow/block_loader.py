@@ -21,7 +21,7 @@ def resident_limit(device: torch.device) -> int:
     """Largest int64 copy of the training blocks kept in device memory: on a GPU 1 GiB and at most
     10% of its memory, on CPU 256 MiB and at most 10% of RAM. Larger corpora stay memory-mapped.
     (Reading and widening a 100 M-token file to int64 at start-up took 4 s and 0.9 GiB more RSS
-    on CPU: python -m bertflow.bench.pretrain_startup.)"""
+    on CPU: python -m benchmarks.pretrain_startup.)"""
     if device.type == "cuda":
         return min(RESIDENT_MAX_BYTES, torch.cuda.get_device_properties(device).total_memory // 10)
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -94,8 +94,6 @@ class Settings:
     token_budget: int | None = None
     tensorboard: bool = True
     seed: int | None = None
-    masked_only_head: bool = True
-    fused_adamw: bool | None = None  # None: fused when on CUDA
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
@@ -160,12 +158,12 @@ def build_model(settings: Settings, vocab_size: int, pad_token_id: int):
     return BertForMaskedLM(config)
 
 
-def build_optimizer(model: nn.Module, settings: Settings, on_cuda: bool) -> torch.optim.Optimizer:
-    """AdamW without weight decay on biases and LayerNorm weights, as in BERT."""
+def build_optimizer(model: nn.Module, settings: Settings, fused: bool) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and LayerNorm weights, as in BERT; `fused`: one kernel
+    for all parameters (CUDA only)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    fused = on_cuda if settings.fused_adamw is None else settings.fused_adamw
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=settings.learning_rate,
@@ -266,12 +264,12 @@ class Pretrainer:
         self.total_steps = self._planned_steps()
         self.epochs = None if self.total_steps is None else math.ceil(self.total_steps / self.steps_per_epoch)
 
-        objective = MaskedLMObjective(self.model, settings.masked_only_head)
+        objective = self.make_objective()
         self.compiled = settings.compile is True or (
             settings.compile == "auto" and self.device.type == "cuda" and self.world == 1)
         if self.compiled:
             objective = torch.compile(objective, mode=settings.compile_mode)
-        self.optimizer = build_optimizer(self.model, settings, self.device.type == "cuda")
+        self.optimizer = self.make_optimizer()
         self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
         self.progress = Progress()
         self._segment_start = time.perf_counter()
@@ -295,6 +293,14 @@ class Pretrainer:
         self._running_steps = 0
         self._epoch_seconds, self._epoch_tokens = 0.0, 0
         self._log_mark = (time.perf_counter(), 0, 0.0, 0)  # time, step, running loss sum, its steps
+
+    def make_objective(self) -> nn.Module:
+        """The loss module; a subclass may return a variant (the training benchmark's levers)."""
+        return MaskedLMObjective(self.model)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer; a subclass may return a variant (the training benchmark's levers)."""
+        return build_optimizer(self.model, self.settings, fused=self.device.type == "cuda")
 
     def _planned_steps(self) -> int | None:
         """Steps to train: from the token budget, else (without a time budget) max_steps or epochs."""

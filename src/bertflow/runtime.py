@@ -1,7 +1,7 @@
 """Where and how a stage computes: the device, the precision, the Accelerator and bf16 autocast.
 
 Shared by the training stages (pretrain, finetune), the inference benchmark, the launcher in
-`bertflow.distributed` and the benchmark harness in `bertflow.bench`, so each resolves `auto` the
+`bertflow.distributed` and the benchmarks in `benchmarks/`, so each resolves `auto` the
 same way.
 """
 

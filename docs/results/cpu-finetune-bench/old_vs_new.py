@@ -1,5 +1,5 @@
 """SST-2 fine-tuning, old vs new stage code, same files: `python old_vs_new.py LABEL DIR` with DIR the
-folder `bertflow.bench.finetune_bench.prepare_task("sst2", args, WORKDIR)` filled (WORKDIR/sst2;
+folder `benchmarks.finetune_bench.prepare_task("sst2", args, WORKDIR)` filled (WORKDIR/sst2;
 here /tmp/h3/profwd/sst2), PYTHONPATH pointing at the code under test, OMP_NUM_THREADS=1."""
 import json, sys, torch
 from bertflow.finetune import finetune

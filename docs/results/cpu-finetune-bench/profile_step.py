@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bertflow.bench.finetune_bench import parse_args, prepare_task, task_settings
+from benchmarks.finetune_bench import parse_args, prepare_task, task_settings
 from bertflow.finetune import TASKS, FineTuner, FinetuneSettings, load_task_model
 from bertflow.unpadding import unpad_encoder
 from bertflow.vocab_reduction import VocabReduction

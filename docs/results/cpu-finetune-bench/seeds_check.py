@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bertflow.bench.finetune_bench import parse_args, prepare_task, task_settings
+from benchmarks.finetune_bench import parse_args, prepare_task, task_settings
 from bertflow.finetune import finetune
 
 torch.set_num_threads(1)

@@ -6,7 +6,7 @@ and how far random batches of 16 are padded once cut to their longest row (dynam
 
 import tempfile, torch
 from pathlib import Path
-from bertflow.bench.finetune_bench import parse_args, prepare_task, task_settings
+from benchmarks.finetune_bench import parse_args, prepare_task, task_settings
 from bertflow.finetune import FinetuneSettings, TASKS, load_task_model
 args = parse_args(["--tasks", "squad", "--squad-file", "/work/shared/data/squad/squad-v1.1-dev-part1.json",
                    "--train-samples", "squad=800", "--eval-samples", "squad=400"])

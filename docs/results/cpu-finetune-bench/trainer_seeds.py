@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bertflow.bench.finetune_bench import parse_args, prepare_task, run_ours, run_trainer, task_settings
+from benchmarks.finetune_bench import parse_args, prepare_task, run_ours, run_trainer, task_settings
 
 torch.set_num_threads(1)
 SEEDS = (1, 2, 3, 4, 5)

@@ -3,7 +3,7 @@
 set -e
 TREE=$1; LABEL=$2
 cd $TREE
-rm -rf results resources logs benchmarks .snakemake
+rm -rf results resources logs .snakemake
 export PYTHONPATH=$TREE/src OMP_NUM_THREADS=1
 start=$(date +%s.%N)
 /usr/bin/time -v /work/main/.venv/bin/snakemake --cores 1 --resources gpu=1 > /tmp/ovh/$LABEL.log 2>&1

@@ -1,7 +1,7 @@
 """The tokenizer's sample cap (`tokenizer.max_train_bytes`) against its memory, time and quality.
 
 Trains the WordPiece tokenizer (the train_tokenizer stage's function, vocab 30,522) on seeded
-samples of one corpus split made by `bertflow.bench.data_bench` (its 1 GB corpus), each in a fresh
+samples of one corpus split made by `benchmarks.data_bench` (its 1 GB corpus), each in a fresh
 process, interleaved over the caps, and prints peak RSS (the child's ru_maxrss), CPU seconds and the
 stage's quality report on the held-out split (UNK rate, sub-words per word).
 

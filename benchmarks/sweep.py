@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..distributed import run_forwarding_signals
-from ..errors import ConfigError, PipelineError
-from ..io import read_json, write_json, write_text
+from bertflow.distributed import run_forwarding_signals
+from bertflow.errors import ConfigError, PipelineError
+from bertflow.io import read_json, write_json, write_text
 
 STOPPED_EXIT_CODE = 143  # a stage stopped by SIGTERM (its StopRequested, after a checkpoint)
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE = "spec.json", "stage.log", "attempts.jsonl"
@@ -35,7 +35,7 @@ SPEC_FILE, LOG_FILE, ATTEMPTS_FILE = "spec.json", "stage.log", "attempts.jsonl"
 
 def workflow_config(config_file: str) -> dict:
     """The config a `snakemake --configfile CONFIG_FILE` run sees, checked as the workflow's start."""
-    from ..checks import workflow_config as checked_workflow_config
+    from bertflow.checks import workflow_config as checked_workflow_config
 
     return checked_workflow_config([config_file])
 
@@ -101,7 +101,7 @@ class Run:
 
 def stage_environment() -> dict:
     """What `bertflow.stage.stage` sets for a rule's job: offline, no progress bars."""
-    from ..stage import OFFLINE_ENV, QUIET_ENV
+    from bertflow.stage import OFFLINE_ENV, QUIET_ENV
 
     return {**os.environ, **OFFLINE_ENV, **QUIET_ENV, "PYTHONUNBUFFERED": "1"}
 

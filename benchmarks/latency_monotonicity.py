@@ -6,7 +6,7 @@ models of a default run), then measures the seq_len sweep (batch `--batch`) with
 (A B A B ...). Prints, per repeat count, how many trials gave a latency median that rises with
 the sequence length for every model, and the median relative p10-p90 width.
 
-    python -m bertflow.bench.latency_monotonicity --preset tiny --repeats 5 20 --trials 4
+    python -m benchmarks.latency_monotonicity --preset tiny --repeats 5 20 --trials 4
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ opening the blocks to the end of the first optimizer step, split into opening th
 building the trainer (transformers' model classes imported, model built, evaluation masks drawn)
 and the first step, and the child's peak RSS.
 
-    python -m bertflow.bench.pretrain_startup --tokens 2e6 2.5e8 --repeats 3 --workdir /tmp/startup
+    python -m benchmarks.pretrain_startup --tokens 2e6 2.5e8 --repeats 3 --workdir /tmp/startup
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: the repository on sys.path, to import `benchmarks`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import numpy as np
+
+from benchmarks import child_env
 
 
 def make_folder(root: Path, tokens: int, seq_len: int, vocab_size: int) -> Path:
@@ -82,9 +87,9 @@ def main() -> None:
     runs: dict[int, list[dict]] = {n: [] for n in folders}
     for _ in range(args.repeats):
         for n, folder in folders.items():  # interleaved, each in a fresh process
-            command = [sys.executable, "-m", "bertflow.bench.pretrain_startup", "--child", str(folder),
+            command = [sys.executable, "-m", "benchmarks.pretrain_startup", "--child", str(folder),
                        "--device", args.device]
-            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(command, capture_output=True, text=True, check=True, env=child_env()).stdout
             runs[n].append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'train tokens':>14} {'file MB':>8} {'path':>9} {'start s (median, min-max)':>28} "
           f"{'open s':>7} {'trainer s':>9} {'step s':>7} {'peak RSS MiB':>13}")

@@ -1,6 +1,6 @@
 """Training-speed benchmark: our pretraining step against the loop a user writes today.
 
-    python -m bertflow.bench.train_bench --presets tiny mini --seq-lens 128 --batch-size 32 --steps 20 --out DIR
+    python -m benchmarks.train_bench --presets tiny mini --seq-lens 128 --batch-size 32 --steps 20 --out DIR
 
 Same `BertConfig`, same packed blocks, same global batch, same number of steps, same precision:
 
@@ -33,8 +33,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, PipelineError
-from .pairs import ratio_summary, run_worker
+if __package__ in (None, ""):  # run as a script: the repository on sys.path, to import `benchmarks`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bertflow.errors import ConfigError, DataError, PipelineError
+from benchmarks.pairs import ratio_summary, run_worker
 
 # Dense (no sparsity) tensor-core peaks in TFLOP/s from the vendors' data sheets, keyed by a
 # substring of `torch.cuda.get_device_name()`; the first match wins (so "H100 PCIe" before "H100").
@@ -126,7 +129,7 @@ def text_blocks(text_file: str, tokenizer_dir: str, seq_len: int):
     """Pack a text file with a saved tokenizer, as the tokenize_corpus stage does (no `datasets`)."""
     import torch
 
-    from ..blocks import text_blocks as pack_text
+    from bertflow.blocks import text_blocks as pack_text
 
     blocks = pack_text(tokenizer_dir, text_file, seq_len)
     if not len(blocks):
@@ -136,8 +139,8 @@ def text_blocks(text_file: str, tokenizer_dir: str, seq_len: int):
 
 def generated_text(workdir: str, num_sentences: int, vocab_size: int, seed: int) -> tuple[str, str]:
     """The offline demo corpus and a WordPiece tokenizer trained on it: (text file, tokenizer dir)."""
-    from ..synthetic import generate_corpus
-    from ..tokenizer import BERT_ROLES, train_tokenizer
+    from bertflow.synthetic import generate_corpus
+    from bertflow.tokenizer import BERT_ROLES, train_tokenizer
 
     text = Path(workdir, "corpus.txt")
     text.write_text("\n".join(generate_corpus(num_sentences, seed)) + "\n", encoding="utf-8")
@@ -213,12 +216,14 @@ def benchmark_steps(
     peak memory (CUDA max allocated on GPU, process peak RSS on CPU), per-step losses and wall time,
     and, given `eval_blocks`, the masked-LM loss on them after the timed steps (`heldout_loss`).
     `model_overrides`: BertConfig fields over the preset's (`pretrain.model`, e.g. dropout).
+    `masked_only_head`, `fused_adamw` (None: fused on CUDA): two levers the stage always has on
+    (`lever_pretrainer`).
     """
     import resource
 
     import torch
 
-    from ..pretrain import Pretrainer, Settings, Vocab
+    from bertflow.pretrain import Settings, Vocab
 
     settings = Settings(
         preset=None,
@@ -227,11 +232,11 @@ def benchmark_steps(
             **(model_overrides or {})},
         seq_len=blocks.shape[1], epochs=1, max_steps=steps + warmup_steps, batch_size=batch_size,
         learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
-        compile_mode=compile_mode, masked_only_head=masked_only_head, fused_adamw=fused_adamw,
+        compile_mode=compile_mode,
         mlm_probability=mlm_probability, seed=seed, max_eval_blocks=1, log_every_steps=10**9,
     )
     vocab = Vocab(model_config.vocab_size, model_config.pad_token_id or 0, mask_token_id, tuple(special_ids))
-    trainer = Pretrainer(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
+    trainer = lever_pretrainer(masked_only_head, fused_adamw)(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
                          device=device, checkpoint_dir=os.devnull)
     per_epoch = trainer.steps_per_epoch
     for step in range(warmup_steps):
@@ -264,14 +269,30 @@ def benchmark_steps(
     }
 
 
+def lever_pretrainer(masked_only_head: bool, fused_adamw: bool | None) -> type:
+    """The stage's `Pretrainer` with its MLM head at the masked positions only (or at all, as
+    BertForMaskedLM computes it) and fused AdamW on CUDA (or as `fused_adamw` says)."""
+    from bertflow.pretrain import MaskedLMObjective, Pretrainer, build_optimizer
+
+    class LeverPretrainer(Pretrainer):
+        def make_objective(self):
+            return MaskedLMObjective(self.model, masked_only_head)
+
+        def make_optimizer(self):
+            fused = self.device.type == "cuda" if fused_adamw is None else fused_adamw
+            return build_optimizer(self.model, self.settings, fused=fused)
+
+    return LeverPretrainer
+
+
 def heldout_loss(model, blocks, vocab, mlm_probability: float, seed: int, batch_size: int, autocast=None) -> float:
     """Masked-LM loss of `model` on held-out `blocks` with masks drawn once from `seed` (the same
     positions for every run of an invocation) and dropout off, as the stage evaluates: the
     loss-curve check of a lever that changes the training loss's own noise (dropout)."""
     import contextlib
 
-    from ..masking import Masker, fixed_eval_masks
-    from ..pretrain import MaskedLMObjective, masked_lm_loss_sum
+    from bertflow.masking import Masker, fixed_eval_masks
+    from bertflow.pretrain import MaskedLMObjective, masked_lm_loss_sum
 
     masker = Masker(seq_len=blocks.shape[1], mlm_probability=mlm_probability, mask_id=vocab.mask_id,
                     vocab_size=vocab.size, special_ids=vocab.special_ids)
@@ -331,8 +352,8 @@ def trainer_steps(blocks, model_config, *, steps: int, batch_size: int, learning
         trainer.train()
         losses = torch.stack(trainer.step_losses[warmup_steps:]).float().cpu().tolist()
         if eval_blocks is not None:
-            from ..pretrain import Vocab
-            from ..runtime import autocast
+            from bertflow.pretrain import Vocab
+            from bertflow.runtime import autocast
 
             eval_loss = heldout_loss(model, eval_blocks, Vocab.of(tokenizer), mlm_probability, seed, batch_size,
                                      lambda: autocast(device, precision))
@@ -440,7 +461,7 @@ class Common:
 def model_config(preset: str, common: Common):
     from transformers import BertConfig
 
-    from ..presets import architecture
+    from bertflow.presets import architecture
 
     return BertConfig(vocab_size=common.vocab_size, pad_token_id=0,
                       max_position_embeddings=common.max_position_embeddings, **architecture(preset))
@@ -454,7 +475,7 @@ def execute(run: Run, blocks, common: Common) -> dict:
     import torch
     import transformers.trainer  # noqa: F401
 
-    from .. import pretrain  # noqa: F401
+    from bertflow import pretrain  # noqa: F401
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     held_out = None
@@ -462,7 +483,7 @@ def execute(run: Run, blocks, common: Common) -> dict:
         blocks, held_out = blocks[: -common.eval_blocks], blocks[-common.eval_blocks :]
     config = model_config(run.preset, common)
     if common.tokenizer_dir:
-        from ..tokenizer import load_tokenizer
+        from bertflow.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(common.tokenizer_dir)
     else:
@@ -494,7 +515,7 @@ def execute(run: Run, blocks, common: Common) -> dict:
 def execute_isolated(run: Run, blocks_path: str, common: Common, workdir: str) -> dict:
     """`execute` in a fresh Python process: its own peak RSS / CUDA memory, no compile caches or global state."""
     spec = {"run": asdict(run), "common": asdict(common), "blocks": blocks_path}
-    return run_worker("bertflow.bench.train_bench", spec, workdir, f"{run.preset}-{run.seq_len}-{run.kind}")
+    return run_worker("benchmarks.train_bench", spec, workdir, f"{run.preset}-{run.seq_len}-{run.kind}")
 
 
 def worker(spec_path: str, out_path: str) -> None:
@@ -644,7 +665,7 @@ def format_report(rows: list[dict], comparisons: list[dict], tolerance: float, p
 
 
 def write_results(out_dir: str, payload: dict, rows: list[dict]) -> None:
-    from ..io import write_json
+    from bertflow.io import write_json
 
     out = Path(out_dir)
     write_json(out / "train_bench.json", payload)
@@ -658,7 +679,7 @@ def write_results(out_dir: str, payload: dict, rows: list[dict]) -> None:
 
 
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(prog="python -m bertflow.bench.train_bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["tiny"], help="bertflow.presets names")
     p.add_argument("--seq-lens", nargs="+", type=int, default=[128],
@@ -714,11 +735,11 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
     if args.data == "random":
         return random_blocks(n_blocks, seq_len, args.vocab_size, args.seed), None, args.vocab_size
     if args.data == "blocks":
-        from ..blocks import load_blocks
+        from bertflow.blocks import load_blocks
 
         meta, splits = load_blocks(args.blocks)
         tokenizer_dir = args.tokenizer or str(Path(args.blocks).parent / "tokenizer")  # the workflow's layout
-        from ..block_loader import head_rows
+        from bertflow.block_loader import head_rows
 
         return head_rows(splits["train"], n_blocks), (tokenizer_dir if Path(tokenizer_dir).is_dir() else None), meta["vocab_size"]
     if args.data == "generated":
@@ -727,7 +748,7 @@ def load_data(args, seq_len: int, n_blocks: int, workdir: str):
         text, tokenizer_dir = str(Path(workdir, "corpus.txt")), str(Path(workdir, "tokenizer"))
     else:
         text, tokenizer_dir = args.text, args.tokenizer
-    from ..tokenizer import load_tokenizer
+    from bertflow.tokenizer import load_tokenizer
 
     return text_blocks(text, tokenizer_dir, seq_len)[:n_blocks], tokenizer_dir, len(load_tokenizer(tokenizer_dir))
 
@@ -746,15 +767,15 @@ def bench(args) -> int:
         return 0
     import torch
 
-    from ..provenance import environment_info
-    from ..runtime import resolve_device, resolve_precision
+    from bertflow.provenance import environment_info
+    from bertflow.runtime import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     peak = device_peak_flops(device, precision, args.peak_tflops)
     peaks = {precision: peak}
     if args.data == "blocks":  # the blocks fix the length
-        from ..block_files import read_meta
+        from bertflow.block_files import read_meta
 
         args.seq_lens = [read_meta(args.blocks)["seq_len"]]
     runs = plan(args.presets, args.seq_lens, device, baseline=not args.no_baseline, with_levers=not args.no_levers,

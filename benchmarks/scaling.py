@@ -1,6 +1,6 @@
 """Where a run's time went: the per-stage wall-time split from the rules' Snakemake benchmark files.
 
-    python -m bertflow.bench.scaling [results/benchmarks] [--rules rules] [--json split.json]
+    python -m benchmarks.scaling [results/benchmarks] [--rules rules] [--json split.json]
 
 Every rule writes `bench("name")` = results/benchmarks/<name>.tsv (Snakemake's format: a header
 `s  h:m:s  max_rss  max_vms  max_uss  max_pss  io_in  io_out  mean_load  cpu_time`, then one line
@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..errors import DataError
+from bertflow.errors import DataError
 
 BENCH_CALL = re.compile(r'bench\(\s*f?"([^"]+)"\s*\)')
 
@@ -87,7 +87,7 @@ def format_split(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bertflow.bench.scaling", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
     parser.add_argument("bench_dir", nargs="?", default="results/benchmarks", help="the run's benchmark folder")
     parser.add_argument("--rules", default="rules", help="folder of the workflow's .smk files, for grouping (default: ./rules)")
     parser.add_argument("--json", help="also write the split as JSON here")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_split(rows))
     if args.json:
-        from ..io import write_json
+        from bertflow.io import write_json
 
         write_json(args.json, {"bench_dir": args.bench_dir, "stages": rows})
     return 0

@@ -1,6 +1,6 @@
 """Fine-tuning hyperparameters by a small grid: the dev metric of each setting, and the best per task.
 
-    python -m bertflow.bench.finetune_sweep --config config/gpu_wikibooks.yaml \\
+    python -m benchmarks.finetune_sweep --config config/gpu_wikibooks.yaml \\
         --grid sst2.learning_rate=5e-5,1e-4,2e-4 squad.learning_rate=1e-4,2e-4,4e-4
 
 Each grid point fine-tunes the pretrained model of a workflow run (default
@@ -9,7 +9,7 @@ RESULTS_DIR/data/sst2/{train,validation}.tsv, RESULTS_DIR/data/squad/{train,vali
 the config's settings for the task (as the workflow runs them: config/config.yaml under the file,
 the schema's defaults) and the point's values over them; one seed (the config's first
 `finetune.seeds`, or --seed). Every run is the finetune stage's own entry point in a fresh process
-(`bertflow.bench.sweep`); the tokenized features are shared by the runs of a task. Written to OUT
+(`benchmarks.sweep`); the tokenized features are shared by the runs of a task. Written to OUT
 (default RESULTS_DIR/finetune_sweep): finetune_sweep.json and finetune_sweep.md (per setting the
 final dev metric, its value after each epoch, the training and wall time; the best setting per
 task), and per run the stage's metrics.json, epochs.csv, stage.log and attempts.jsonl (fine-tuned
@@ -27,11 +27,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import read_json
-from ..markdown import table
-from ..task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
-from .sweep import Run, grid_points, json_or_text, require_dirs, sweep_main, workflow_config, write_results
+if __package__ in (None, ""):  # run as a script: the repository on sys.path, to import `benchmarks`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bertflow.errors import ConfigError
+from bertflow.io import read_json
+from bertflow.markdown import table
+from bertflow.task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
+from benchmarks.sweep import Run, grid_points, json_or_text, require_dirs, sweep_main, workflow_config, write_results
 
 SELECTION_METRIC = {"sst2": "accuracy", "squad": "f1"}
 DEFAULT_GRID = ["sst2.learning_rate=5e-5,1e-4,2e-4", "squad.learning_rate=1e-4,2e-4,4e-4"]
@@ -39,7 +42,7 @@ DEFAULT_GRID = ["sst2.learning_rate=5e-5,1e-4,2e-4", "squad.learning_rate=1e-4,2
 
 def parse_grid(items: list[str]) -> dict[str, dict[str, list]]:
     """`TASK.KEY=V1,V2,...` items -> {task: {key: [values]}} (JSON values, else strings)."""
-    from ..finetune import FinetuneSettings
+    from bertflow.finetune import FinetuneSettings
 
     grid: dict[str, dict[str, list]] = {}
     for item in items:
@@ -132,7 +135,7 @@ def write_sweep(args, runs: list[Run]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(prog="python -m bertflow.bench.finetune_sweep", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.finetune_sweep", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="config/gpu_wikibooks.yaml",
                    help="workflow config file: its results_dir, device, finetune seeds and task settings")

@@ -1,6 +1,6 @@
 """Data-path benchmark: bertflow's data stages next to a run_mlm.py-style baseline, same corpus.
 
-    python -m bertflow.bench.data_bench --shards '../shared/data/wikibooks/*.txt.xz' \\
+    python -m benchmarks.data_bench --shards '../shared/data/wikibooks/*.txt.xz' \\
         --sizes-mb 50 200 --repeats 2 --threads 2 --out docs/results/cpu-data-path
 
 For each corpus size it cuts a plain-text corpus (whole documents) from the shards, repeating them
@@ -28,7 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
+if __package__ in (None, ""):  # run as a script: the repository on sys.path, to import `benchmarks`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bertflow.errors import ConfigError
+from benchmarks import child_env
 
 OUR_STAGES = ("prepare_corpus", "train_tokenizer", "tokenize_corpus")
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -66,14 +70,14 @@ def run_stage(args) -> dict:
     work = Path(args.work)
     corpus_dir, tokenizer_dir = work / "ours" / "corpus", work / "ours" / "tokenizer"
     if args.stage == "prepare_corpus":
-        from ..corpus import prepare_corpus
+        from bertflow.corpus import prepare_corpus
 
         stats = prepare_corpus(source="local", train_files=[args.corpus], out_train=str(corpus_dir / "train.txt"),
                                out_validation=str(corpus_dir / "validation.txt"), out_stats=str(corpus_dir / "stats.json"),
                                validation_fraction=0.01, seed=1)
         return {"output": str(corpus_dir), "words": stats["train_words"] + stats["validation_words"]}
     if args.stage == "train_tokenizer":
-        from ..tokenizer import train_tokenizer
+        from bertflow.tokenizer import train_tokenizer
 
         train_tokenizer(train_file=str(corpus_dir / "train.txt"), validation_file=str(corpus_dir / "validation.txt"),
                         out_dir=str(tokenizer_dir), out_report=str(work / "ours" / "tokenizer.json"),
@@ -81,7 +85,7 @@ def run_stage(args) -> dict:
                         model_max_length=512, max_train_bytes=args.max_train_bytes, seed=1)
         return {"output": str(tokenizer_dir)}
     if args.stage == "tokenize_corpus":
-        from ..blocks import build_blocks
+        from bertflow.blocks import build_blocks
 
         meta = build_blocks(tokenizer_dir=str(tokenizer_dir), train_file=str(corpus_dir / "train.txt"),
                             validation_file=str(corpus_dir / "validation.txt"), seq_len=args.seq_len,
@@ -132,13 +136,13 @@ def folder_bytes(path: Path) -> int:
 
 def measure(stage: str, args, work: Path, corpus: Path) -> dict:
     result_file = work / f"{stage}.result.json"
-    command = [sys.executable, "-m", "bertflow.bench.data_bench", "--stage", stage, "--work", str(work),
+    command = [sys.executable, "-m", "benchmarks.data_bench", "--stage", stage, "--work", str(work),
                "--corpus", str(corpus), "--seq-len", str(args.seq_len), "--vocab-size", str(args.vocab_size),
                "--threads", str(args.threads), "--result", str(result_file)]
     if args.max_train_bytes:
         command += ["--max-train-bytes", str(args.max_train_bytes)]
-    env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": "1",
-           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    env = child_env({**os.environ, "RAYON_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": "1",
+                     "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env)
     _, status, usage = os.wait4(process.pid, 0)

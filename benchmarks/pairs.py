@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import child_env
+
 
 def interleaved(rounds: int, sides: tuple[str, str]) -> list[tuple[int, str]]:
     """(round, side) in run order: A B, B A, A B, ... (the side that goes first alternates, so
@@ -40,7 +42,7 @@ def run_worker(module: str, spec: dict, workdir: str | Path, label: str, env: di
     out_path.unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, "-m", module, "--worker", str(spec_path), str(out_path)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=child_env(env))
     if proc.returncode != 0 or not out_path.is_file():
         raise RuntimeError(f"{label} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(out_path.read_text())

@@ -10,7 +10,7 @@ What it runs, on the tokenizer, blocks and SST-2 data of a tiny workflow run (RU
 4. asking for more GPU processes than there are GPUs fails before anything starts.
 Prints one JSON summary (also written to OUT/launch_check.json).
 
-    python -m bertflow.bench.launch_check RUN OUT
+    python -m benchmarks.launch_check RUN OUT
 """
 
 from __future__ import annotations

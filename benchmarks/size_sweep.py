@@ -1,13 +1,13 @@
 """Model size at a fixed pretraining budget: which preset learns most in N minutes on this device.
 
-    python -m bertflow.bench.size_sweep --config config/gpu_wikibooks.yaml --presets mini small medium \\
+    python -m benchmarks.size_sweep --config config/gpu_wikibooks.yaml --presets mini small medium \\
         --time-budget 3
 
 Each preset pretrains on the tokenizer and blocks a workflow run made (default:
 RESULTS_DIR/tokenizer and RESULTS_DIR/blocks of the config) with the config's `pretrain` section as
 the workflow would run it (config/config.yaml under it, the schema's defaults filled in), only
 `preset` and `time_budget` changed (and any `--set KEY=VALUE`). The presets run one after the other,
-each through the pretrain stage's own entry point in a fresh process (`bertflow.bench.sweep`), so
+each through the pretrain stage's own entry point in a fresh process (`benchmarks.sweep`), so
 each gets the whole device and its own compilation. Written to OUT (default RESULTS_DIR/size_sweep):
 size_sweep.json and size_sweep.md (preset, parameters, steps, tokens seen, tokens/s = tokens seen /
 training seconds, compilation included as in the budget, final validation perplexity, training and
@@ -26,10 +26,13 @@ import csv
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import read_json
-from ..markdown import table
-from .sweep import Run, device_name, key_values, require_dirs, seed_for, sweep_main, workflow_config, write_results
+if __package__ in (None, ""):  # run as a script: the repository on sys.path, to import `benchmarks`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bertflow.errors import ConfigError
+from bertflow.io import read_json
+from bertflow.markdown import table
+from benchmarks.sweep import Run, device_name, key_values, require_dirs, seed_for, sweep_main, workflow_config, write_results
 
 NOT_PASSED = ("seq_len", "num_processes")  # the blocks fix seq_len; the sweep runs one process per preset
 SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")  # what a preset sets
@@ -102,10 +105,10 @@ def write_sweep(args, runs: list[Run]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None):
-    from ..presets import PRESETS
-    from ..pretrain import Settings
+    from bertflow.presets import PRESETS
+    from bertflow.pretrain import Settings
 
-    p = argparse.ArgumentParser(prog="python -m bertflow.bench.size_sweep", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.size_sweep", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="config/gpu_wikibooks.yaml",
                    help="workflow config file: its results_dir, device, seed and pretrain section")

@@ -1,6 +1,6 @@
 """Fine-tuning speed: our `finetune` stage against the Trainer scripts users run today.
 
-    python -m bertflow.bench.finetune_bench --tasks sst2 squad --rounds 3 \\
+    python -m benchmarks.finetune_bench --tasks sst2 squad --rounds 3 \\
         --sst2-dir /work/shared/data/sst2 --squad-file /work/shared/data/squad/squad-v1.1-dev-part1.json
 
 * **baseline, SST-2**: examples/pytorch/text-classification/run_glue.py: a `datasets.Dataset`
@@ -31,8 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, PipelineError
-from .pairs import interleaved, peak_memory_bytes, ratio_summary, ratio_text, run_worker
+if __package__ in (None, ""):  # run as a script: the repository on sys.path, to import `benchmarks`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bertflow.errors import ConfigError, PipelineError
+from benchmarks.pairs import interleaved, peak_memory_bytes, ratio_summary, ratio_text, run_worker
 
 SIDES = ("baseline", "ours")
 BASELINE_NAMES = {"sst2": "Trainer + DataCollatorWithPadding (run_glue.py)",
@@ -45,8 +48,8 @@ METRIC = {"sst2": "accuracy", "squad": "exact_match"}
 
 def prepare_task(task: str, args, workdir: Path) -> dict:
     """Data files, a tokenizer trained on the training text and a fresh model: what both sides read."""
-    from ..io import write_json
-    from ..task_data import prepare_squad, prepare_sst2, read_squad_json, split_articles
+    from bertflow.io import write_json
+    from bertflow.task_data import prepare_squad, prepare_sst2, read_squad_json, split_articles
 
     folder = workdir / task
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +77,7 @@ def prepare_task(task: str, args, workdir: Path) -> dict:
 
 
 def training_text(task: str, train_file: str, out: Path) -> str:
-    from ..task_data import read_squad_json, read_sst2_tsv, squad_examples
+    from bertflow.task_data import read_squad_json, read_sst2_tsv, squad_examples
 
     if task == "sst2":
         lines = [sentence for sentence, _ in read_sst2_tsv(train_file)]
@@ -92,8 +95,8 @@ def make_model(task: str, train_file: str, folder: Path, args) -> str:
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from ..presets import architecture
-    from ..tokenizer import BERT_ROLES, train_tokenizer
+    from bertflow.presets import architecture
+    from bertflow.tokenizer import BERT_ROLES, train_tokenizer
 
     text = training_text(task, train_file, folder / "text.txt")
     model_dir = folder / "model"
@@ -123,7 +126,7 @@ def task_settings(task: str, args) -> dict:
 
 
 def run_ours(spec: dict) -> dict:
-    from ..finetune import finetune
+    from bertflow.finetune import finetune
 
     with tempfile.TemporaryDirectory() as out:
         result = finetune(task=spec["task"], model_dir=spec["model_dir"], train_file=spec["train_file"],
@@ -146,8 +149,8 @@ def run_trainer(spec: dict) -> dict:
     from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer,
                               DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator)
 
-    from ..finetune import TASKS, FinetuneSettings
-    from ..runtime import resolve_precision
+    from bertflow.finetune import TASKS, FinetuneSettings
+    from bertflow.runtime import resolve_precision
 
     task, device, settings = spec["task"], spec["device"], FinetuneSettings.from_config(spec["settings"])
     precision = resolve_precision(settings.precision, device)
@@ -271,14 +274,14 @@ def per_task(value: str, cast=int) -> dict:
 
 def ours_options(items: list[str]) -> dict:
     """`--ours group_by_length=true dynamic_padding=false` -> settings for our side only."""
-    from ..finetune import FinetuneSettings
-    from .sweep import key_values
+    from bertflow.finetune import FinetuneSettings
+    from benchmarks.sweep import key_values
 
     return key_values(items, list(FinetuneSettings.__dataclass_fields__), "--ours")
 
 
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(prog="python -m bertflow.bench.finetune_bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.finetune_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--tasks", nargs="+", choices=["sst2", "squad"], default=["sst2", "squad"])
     p.add_argument("--sst2-dir", help="folder with GLUE train.tsv and dev.tsv (default: generated data)")
@@ -337,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
 def bench(args) -> int:
     import os
 
-    from ..io import write_json
-    from ..runtime import resolve_device
-    from ..provenance import environment_info
+    from bertflow.io import write_json
+    from bertflow.runtime import resolve_device
+    from bertflow.provenance import environment_info
 
     device = resolve_device(args.device)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
@@ -354,7 +357,7 @@ def bench(args) -> int:
             for round_, side in interleaved(args.rounds, SIDES):
                 spec = {"task": task, "side": side, "device": device, "seed": args.seed, "threads": args.threads,
                         "settings": {**task_settings(task, args), **(args.ours if side == "ours" else {})}, **files}
-                result = run_worker("bertflow.bench.finetune_bench", spec, workdir, f"{task}-{side}-{round_}", env=env)
+                result = run_worker("benchmarks.finetune_bench", spec, workdir, f"{task}-{side}-{round_}", env=env)
                 runs.append({"task": task, "side": side, "round": round_, **result})
                 print(f"  {task} round {round_ + 1} {side:8s}: train {result['train_examples_per_s']:,.1f} ex/s, "
                       f"eval {result['eval_examples_per_s']:,.1f} ex/s, {result['peak_memory_bytes'] / 2**20:,.0f} MiB, "
