@@ -9,6 +9,7 @@ from bertflow.checks import (
     check_config,
     check_device,
     coerce_overrides,
+    fill_derived_defaults,
     integral_floats_to_int,
     load_schema,
     unused_source_warnings,
@@ -37,6 +38,7 @@ try:
     validate_config(config, SCHEMA)  # every violation, named by key (Snakemake's lists only the first)
     validate(config, "../config/config.schema.yaml")  # fills in the defaults
     integral_floats_to_int(config, SCHEMA)
+    fill_derived_defaults(config)
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None
@@ -181,7 +183,8 @@ def task_data_sources(wildcards):
 def task_data_params(wildcards):
     """Only the data-source keys of the task's section, so hyperparameters do not redo the data
     (nor the Hub name the card gives local files: local.dataset, local.dataset_config)."""
-    params = {k: FINETUNE[wildcards.task][k] for k in sorted(DATA_SOURCE_KEYS)}
+    section = FINETUNE[wildcards.task]
+    params = {k: section[k] for k in sorted(DATA_SOURCE_KEYS) if k in section}
     params["local"] = {k: v for k, v in params["local"].items() if k not in ("dataset", "dataset_config")}
     return params
 

@@ -58,11 +58,12 @@ def eval_results(perplexity: float, corpus: dict, finetune: dict[str, dict], mod
         source = summary.get("source", {"source": "generated"})
         hub = source.get("hub") or (
             {"name": meta["hub"][0], "config": meta["hub"][1]} if source["source"] == "hub" else None)
-        ds_type, ds_name, ds_config = dataset_label(source["source"], hub, f"generated {meta['pretty']}-style data")
+        pretty = summary.get("task_label", meta["pretty"])  # e.g. "SQuAD v2.0" for finetune.squad v2.0 runs
+        ds_type, ds_name, ds_config = dataset_label(source["source"], hub, f"generated {pretty}-style data")
         for key, metric in meta["metrics"]:
             results.append(EvalResult(
                 task_type=meta["task_type"], task_name=meta["task_name"], dataset_type=ds_type,
-                dataset_name=f"{meta['pretty']} ({ds_name})", dataset_config=ds_config, dataset_split="validation",
+                dataset_name=f"{pretty} ({ds_name})", dataset_config=ds_config, dataset_split="validation",
                 metric_type=metric, metric_name=f"{metric} (%)", metric_value=round(summary["mean"][key], 2),
             ))
     return results

@@ -42,7 +42,8 @@ def workflow_config(config_file: str) -> dict:
     over it, then the schema's defaults (as rules/common.smk fills them)."""
     from snakemake.utils import update_config, validate
 
-    from ..checks import check_config, config_file_problem, integral_floats_to_int, load_schema, validate_config
+    from ..checks import (check_config, config_file_problem, fill_derived_defaults, integral_floats_to_int, load_schema,
+                          validate_config)
 
     problem = config_file_problem(config_file)
     if problem:
@@ -53,6 +54,7 @@ def workflow_config(config_file: str) -> dict:
     validate_config(config, schema)
     validate(config, str(REPO_CONFIG / "config.schema.yaml"))  # fills in the defaults
     integral_floats_to_int(config, schema)
+    fill_derived_defaults(config)
     check_config(config)
     return config
 
