@@ -327,6 +327,14 @@ def test_null_answer_decoding_takes_the_lowest_cls_score_and_the_threshold():
     assert relaxed.answers == {"a": "paris", "b": "rome"}
     with pytest.raises(ValueError, match=r"no \[CLS\] token \(id 3\)"):
         cls_positions(input_ids, cls_token_id=3)
+    # With one candidate each, the best start lies after the best end: no valid span, null answer.
+    offsets_two = offsets[2:].copy()
+    offsets_two[0, 3] = (0, 4)  # a second context token
+    start[2, 2], end[2, 2], start[2, 3] = -1.0, 5.0, 3.0
+    stuck = decode_answers_v2(examples[1:], [0], offsets_two, start[2:], end[2:], n_best=1, max_answer_length=5,
+                              cls_index=cls_index[2:], null_score_diff_threshold=0.0)
+    assert stuck.answers == {"b": ""} and stuck.null_score_diffs == {"b": float("inf")}
+    assert stuck.rows() == {"b": {"prediction_text": "", "best_span": "", "null_score_diff": None}}
 
 
 # ----------------------------------------------------------------------------- through the workflow

@@ -259,11 +259,7 @@ class Squad:
         cls_index = cls_positions(features["eval"]["input_ids"].numpy(), self.tokenizer.cls_token_id)
         decoded = decode_answers_v2(self.validation, *self._decode_inputs(outputs, features), cls_index, threshold)
         metrics = squad_v2_scores(self._gold(), decoded.spans, decoded.null_score_diffs, threshold)
-        predictions = {qid: {"prediction_text": answer, "best_span": decoded.spans[qid],
-                             "null_score_diff": diff if math.isfinite(diff) else None}
-                       for qid, answer in decoded.answers.items()
-                       for diff in [decoded.null_score_diffs[qid]]}
-        return metrics, predictions
+        return metrics, decoded.rows()
 
     def _decode_inputs(self, outputs: dict, features: dict) -> tuple:
         decode, s = features["decode"], self.settings

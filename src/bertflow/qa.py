@@ -196,6 +196,12 @@ class NullDecoded:
     spans: dict[str, str]
     null_score_diffs: dict[str, float]
 
+    def rows(self) -> dict[str, dict]:
+        """Per question, what predictions.json keeps (JSON has no infinity: null there)."""
+        diffs = {qid: diff if np.isfinite(diff) else None for qid, diff in self.null_score_diffs.items()}
+        return {qid: {"prediction_text": answer, "best_span": self.spans[qid], "null_score_diff": diffs[qid]}
+                for qid, answer in self.answers.items()}
+
 
 def decode_answers_v2(examples: list[dict], example_index: list[int], offsets: np.ndarray, start_logits: np.ndarray,
                       end_logits: np.ndarray, n_best: int, max_answer_length: int, cls_index: np.ndarray,
