@@ -2,7 +2,8 @@ import os
 
 # bertflow: text corpus -> WordPiece tokenizer -> BERT MLM pretraining -> reports, model card,
 # Hub upload -> SST-2 / SQuAD fine-tuning -> benchmarks -> one summary report.
-# Run: `snakemake --cores 1 --resources gpu=1` (see README.md); every stage is a cached file target.
+# Run: `snakemake` (profiles/default sets the cores and the GPU slot; see README.md); every stage
+# is a cached file target.
 
 
 # The defaults live beside the Snakefile; `--configfile my.yaml` overrides any of their keys.

@@ -3,17 +3,14 @@ import os
 import re
 
 from snakemake.logging import logger
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from bertflow.checks import (
-    check_config,
     check_device,
     coerce_overrides,
-    fill_derived_defaults,
-    integral_floats_to_int,
+    complete_config,
     load_schema,
     unused_source_warnings,
-    validate_config,
 )
 from bertflow.errors import ConfigError
 from bertflow.task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
@@ -32,14 +29,12 @@ def config_sources():
     return ", ".join(sources)
 
 
-SCHEMA = load_schema(os.path.join(workflow.basedir, "config", "config.schema.yaml"))
+SCHEMA_FILE = os.path.join(workflow.basedir, "config", "config.schema.yaml")
+SCHEMA = load_schema(SCHEMA_FILE)
 coerce_overrides(config, workflow.config_settings.config, SCHEMA)
 try:
-    validate_config(config, SCHEMA)  # every violation, named by key (Snakemake's lists only the first)
-    validate(config, "../config/config.schema.yaml")  # fills in the defaults
-    integral_floats_to_int(config, SCHEMA)
-    fill_derived_defaults(config)
-    check_config(config)
+    # Every violation named by key (Snakemake's own validation lists only the first), then defaults.
+    complete_config(config, SCHEMA, SCHEMA_FILE)
 except ConfigError as err:
     raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None
 if workflow.is_main_process:

@@ -106,7 +106,8 @@ rule model_card:
 
 
 rule summary_report:
-    """results/report.md: perplexity curve, tokenizer, parameters, leaderboard, inference benchmark."""
+    """results/report.md: perplexity curve, tokenizer, parameters, leaderboard (and its CSV), GLUE score,
+    vocabulary reduction, inference benchmark."""
     input:
         perplexity=rules.pretrain.output.perplexity,
         plot=rules.pretrain.output.plot,
@@ -116,7 +117,12 @@ rule summary_report:
         summaries=[path for files in LEADERBOARD.values() for path in files.values()],
         benchmark=BENCHMARK_CSV,
     output:
-        summary_report_md(),
+        md=summary_report_md(),
+        leaderboard=report(
+            results("leaderboard.csv"),
+            caption="../docs/captions/leaderboard.rst",
+            category="Summary",
+        ),
     log:
         logs("summary_report"),
     benchmark:
@@ -126,13 +132,14 @@ rule summary_report:
     params:
         param_reports=PARAM_REPORTS,
         models=LEADERBOARD,
+        tasks=TASKS,
         title=config["upload"]["repo_id"].split("/")[-1],
         benchmark_missing=inference_benchmark_csv() if BENCHMARK_ENABLED and not BENCHMARK_CSV else None,
     script:
         "../scripts/summary_report.py"
 
 
-FINAL_TARGETS.extend([rules.model_card.output.card, summary_report_md()])
+FINAL_TARGETS.extend([rules.model_card.output.card, summary_report_md(), rules.summary_report.output.leaderboard])
 
 
 # ---- HTML pages of the markdown results, shown inside `snakemake --report report.html`

@@ -93,7 +93,7 @@ def test_failing_rank_raises_with_its_exit_code(tests_on_path, tmp_path):
 
 
 def test_failing_rank_names_its_exception(tests_on_path, tmp_path):
-    """The launcher's error is the stage log's last line: it carries the rank's exception (issue 15.8)."""
+    """The launcher's error is the stage log's last line: it carries the rank's exception."""
     out = tmp_path / "probe"
     out.mkdir()
     with pytest.raises(LaunchError, match="first error: RuntimeError: rank 1 raising on purpose"):

@@ -1,7 +1,6 @@
 """Bad input and faults: each case ends in a clear, early error that names the key or file.
 
-Most cases are dry runs (`snakemake -n`, no job runs) or unit tests of bertflow.checks; the
-numbers in the comments refer to the items of issue 15 (and 14.4 for `--config`).
+Most cases are dry runs (`snakemake -n`, no job runs) or unit tests of bertflow.checks.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def model_folder(path, model_type="bert", tokenizer=True, **fields):
     return path
 
 
-# ----------------------------------------------------------------------------- 15.1 config consistency
+# ----------------------------------------------------------------------------- config consistency
 
 
 def test_the_tiny_config_passes_the_checks():
@@ -164,7 +163,7 @@ def test_cuda_check_reports_what_torch_said(monkeypatch):
         checks.check_device("cuda")
 
 
-# ----------------------------------------------------------------------------- 15.2 non-BERT baselines
+# ----------------------------------------------------------------------------- non-BERT baselines
 
 
 def test_local_gpt2_baseline_is_rejected_when_the_workflow_starts(tmp_path):
@@ -227,7 +226,7 @@ def test_download_model_rejects_a_non_bert_repo_before_the_weights(monkeypatch, 
         download_model("openai-community/gpt2", str(tmp_path / "out"))
 
 
-# ----------------------------------------------------------------------------- 15.7 baseline names
+# ----------------------------------------------------------------------------- baseline names
 
 
 @pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "", "Pretrained", "pretrained", "-x"])
@@ -247,7 +246,7 @@ def test_baseline_names_must_not_collide():
     assert "finetune.baselines.pretrained-sst2: the name is also the inference benchmark's label" in problems_of(config)
 
 
-# ----------------------------------------------------------------------------- 15.8 failure lines
+# ----------------------------------------------------------------------------- failure lines
 
 
 def test_foreign_exception_ends_the_log_with_its_type_and_message(tmp_path, monkeypatch):
@@ -326,7 +325,35 @@ def test_a_good_config_file_has_no_problem():
     assert checks.config_file_problem(str(TINY_CONFIG)) is None
 
 
-# ----------------------------------------------------------------------------- 14.4 --config overrides
+def yaml_file(path, values: dict):
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def run_checks(*files):
+    return subprocess.run([sys.executable, "-m", "bertflow.checks", *map(str, files)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def test_checks_command_lists_every_schema_problem_of_the_merged_config(tmp_path):
+    bad = yaml_file(tmp_path / "bad.yaml", {"pretrain": {"epochs": "three"}, "finetune": {"seeds": "1"}})
+    result = run_checks(TINY_CONFIG, bad)
+    assert result.returncode == 1, result.stdout
+    assert "pretrain.epochs: 'three' is not of type 'integer'" in result.stderr
+    assert "finetune.seeds: '1' is not of type 'array'" in result.stderr
+
+
+def test_checks_command_runs_the_cross_key_checks_on_the_files_in_order(tmp_path):
+    overlap = yaml_file(tmp_path / "overlap.yaml", {"finetune": {"squad": {"max_length": 64, "doc_stride": 64}}})
+    result = run_checks(TINY_CONFIG, overlap)
+    assert result.returncode == 1 and "finetune.squad.doc_stride 64 must be less than max_length 64" in result.stderr
+    fixed = yaml_file(tmp_path / "fixed.yaml", {"finetune": {"squad": {"doc_stride": 32}}})
+    result = run_checks(TINY_CONFIG, overlap, fixed)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "passes the start-up checks" in result.stdout
+
+
+# ----------------------------------------------------------------------------- --config overrides
 
 
 def test_override_strings_take_the_schema_types():
@@ -366,7 +393,7 @@ def test_unparseable_override_stays_a_string_for_the_schema_to_name():
         "pretrain.epochs: 'five' is not of type 'integer'"]
 
 
-@pytest.mark.parametrize("overrides", [  # the README's examples first
+@pytest.mark.parametrize("overrides", [  # docs/workflow.md's examples first
     ["seed=3", "device=cpu"],
     ['pretrain={"epochs": 5, "learning_rate": 1e-3}'],
     ["pretrain={preset: mini, max_steps: null}"],
@@ -396,7 +423,7 @@ def test_nested_seed_override_plans_one_run_per_seed(tmp_path):
     assert runs == {("sst2", "pretrained"), ("squad", "pretrained")}  # the new seed, typed as a number
 
 
-# ----------------------------------------------------------------------------- 15 other inputs
+# ----------------------------------------------------------------------------- other inputs
 
 
 def test_every_schema_violation_is_listed_with_its_key(tmp_path):

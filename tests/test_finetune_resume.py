@@ -1,4 +1,4 @@
-"""A fine-tuning run stopped by a signal (SLURM's time limit, a device call's deadline) checkpoints
+"""A fine-tuning run stopped by a signal (SLURM's time limit, a deadline under `timeout`) checkpoints
 and resumes to the weights and metrics of a run never stopped; a checkpoint of another run is set
 aside, never resumed."""
 

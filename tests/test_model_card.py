@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from support.report import PERPLEXITY_ROWS, SQUAD, SST2, make_stage_outputs, write_card
+from support.report import PERPLEXITY_ROWS, SQUAD, SST2, make_stage_outputs, summary, write_card
 from huggingface_hub import ModelCard
 
 from bertflow.errors import DataError
+from bertflow.io import write_json
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_metadata_parses_back(stage_outputs, tmp_path):
     assert data.tags == ["bert", "fill-mask", "bertflow"] and data.model_name == "tiny-bert"
     assert results_by_metric(card) == {
         ("fill-mask", "perplexity"): PERPLEXITY_ROWS[-1]["perplexity"],
-        ("text-classification", "accuracy"): SST2["accuracy"], ("text-classification", "f1"): SST2["f1"],
+        ("text-classification", "accuracy"): SST2["accuracy"],  # SST-2's official metric only
         ("question-answering", "exact_match"): SQUAD["exact_match"], ("question-answering", "f1"): SQUAD["f1"],
     }
     # Generated data is named as such, never as the real benchmark.
@@ -62,6 +63,33 @@ def test_hub_sources_are_named(stage_outputs, tmp_path):
     assert (by_task["fill-mask"].dataset_type, by_task["fill-mask"].dataset_config) == ("wikitext", "wikitext-103-raw-v1")
     assert (by_task["text-classification"].dataset_type, by_task["text-classification"].dataset_config) == ("glue", "sst2")
     assert by_task["question-answering"].dataset_type == "local"
+
+
+def test_every_tasks_official_metrics_go_into_the_model_index(stage_outputs, tmp_path):
+    """GLUE tasks as glue/<task>, SQuAD v2.0 as squad_v2, a custom task by its own name."""
+    tasks = {"cola": ("CoLA", True, {"matthews_correlation": 21.5}),
+             "stsb": ("STS-B", True, {"pearson": 80.25, "spearmanr": 79.75}),
+             "squad": ("SQuAD v2.0", False, {"exact_match": 60.5, "f1": 64.25}),
+             "reviews": ("reviews", False, {"accuracy": 70.0})}
+    paths = dict(stage_outputs)
+    for task, (label, glue, mean) in tasks.items():
+        paths[task] = str(tmp_path / f"{task}.json")
+        write_json(paths[task], {**summary(task, "pretrained", {**mean, "finetune_wall_time_s": 3.0}),
+                                 "task_metrics": list(mean), "task_label": label, "glue": glue})
+    sources = {"cola": {"source": "hub"}, "stsb": {"source": "hub"}, "squad": {"source": "hub"},
+               "reviews": {"source": "local"}}
+    card = write_card(paths, str(tmp_path / "README.md"), tasks=tuple(tasks), sources=sources)
+    card = ModelCard.load(tmp_path / "README.md")
+    got = [(r.task_type, r.dataset_type, r.dataset_config, r.metric_type, r.metric_value)
+           for r in card.data.eval_results[1:]]
+    assert got == [("text-classification", "glue", "cola", "matthews_correlation", 21.5),
+                   ("text-classification", "glue", "stsb", "pearson", 80.25),
+                   ("text-classification", "glue", "stsb", "spearmanr", 79.75),
+                   ("question-answering", "squad_v2", None, "exact_match", 60.5),
+                   ("question-answering", "squad_v2", None, "f1", 64.25),
+                   ("text-classification", "local", None, "accuracy", 70.0)]
+    assert card.data.eval_results[-1].dataset_name == "reviews (local files)"
+    assert "### STS-B (data: hub, seeds: [1, 2])" in card.text and "| pearson | spearmanr |" in card.text
 
 
 def test_local_files_declared_as_a_hub_dataset_are_named_by_its_id(stage_outputs, tmp_path):

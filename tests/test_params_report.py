@@ -1,4 +1,4 @@
-"""Parameter report: counts per module, the closed-form check, memory figures, Markdown + JSON."""
+"""Parameter report: counts per module for every family, the closed-form check, memory figures, Markdown + JSON."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import sys
 
 import pytest
 import torch
-from transformers import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
-                          BertForSequenceClassification, DistilBertConfig, DistilBertModel, RobertaConfig,
-                          RobertaForMaskedLM, RobertaForSequenceClassification)
+import transformers
+from transformers import (AlbertConfig, AutoModel, BertConfig, BertForMaskedLM, BertForPreTraining,
+                          BertForQuestionAnswering, BertForSequenceClassification, DebertaV2Config, DistilBertConfig,
+                          ElectraConfig, ElectraForPreTraining, ModernBertConfig, MPNetConfig, MPNetModel,
+                          RobertaConfig, RobertaForMaskedLM, RobertaForSequenceClassification, SqueezeBertConfig,
+                          XLMRobertaConfig)
 
-from bertflow.errors import ConfigError, DataError
+from bertflow.errors import DataError
 from bertflow import params_report
 from bertflow.params_report import (architecture, check_counts, closed_form, count_parameters, module_table,
                                     parameter_report, report_markdown, safetensors_shapes, write_params_report)
@@ -20,7 +23,8 @@ from bertflow.params_report import (architecture, check_counts, closed_form, cou
 D, D_FF, LAYERS, VOCAB = 32, 64, 2, 150
 CONFIG = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=2,
               intermediate_size=D_FF, max_position_embeddings=64)
-# Written out independently of the module under test: BERT's per-layer formula from the issue.
+# Written out independently of the module under test: BERT's per-layer count (4 attention
+# projections, 2 feed-forward matrices, 2 LayerNorms).
 PER_LAYER = 4 * (D * D + D) + 2 * D * D_FF + D_FF + D + 4 * D
 EMBEDDINGS = VOCAB * D + 64 * D + 2 * D + 2 * D
 
@@ -91,12 +95,102 @@ def test_markdown_and_json_outputs(tmp_path):
     assert "| layer 1 | attention.value (V) | 1,056 |" in text and "## Closed-form check" in text
 
 
-def test_unsupported_model_type_is_a_clear_error(tmp_path):
-    DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="distilbert.*not covered"):
-        parameter_report(tmp_path, name="x")
+def test_folder_without_a_model_config_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no config.json"):
         parameter_report(tmp_path / "missing", name="x")
+
+
+BASE = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=2,
+            intermediate_size=D_FF, max_position_embeddings=64)
+# One tiny config per family, with the settings that change its formula (factorised embeddings,
+# shared layers, grouped convolutions, relative positions, ModernBERT's special token ids).
+FAMILY_CONFIGS = {
+    "bert": lambda: BertConfig(**BASE),
+    "roberta": lambda: RobertaConfig(**{**BASE, "max_position_embeddings": 66}, type_vocab_size=1, pad_token_id=1),
+    "xlm-roberta": lambda: XLMRobertaConfig(**{**BASE, "max_position_embeddings": 66}, type_vocab_size=1,
+                                            pad_token_id=1),
+    "distilbert": lambda: DistilBertConfig(vocab_size=VOCAB, dim=D, n_layers=LAYERS, n_heads=2, hidden_dim=D_FF,
+                                           max_position_embeddings=64),
+    "electra": lambda: ElectraConfig(**BASE, embedding_size=16),
+    "albert": lambda: AlbertConfig(**BASE, embedding_size=16, num_hidden_groups=2, inner_group_num=1),
+    "squeezebert": lambda: SqueezeBertConfig(**BASE, embedding_size=D, q_groups=2, k_groups=2, v_groups=2,
+                                             post_attention_groups=2, intermediate_groups=4, output_groups=4),
+    "deberta-v3": lambda: DebertaV2Config(**BASE, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                          position_buckets=16, norm_rel_ebd="layer_norm", share_att_key=True,
+                                          position_biased_input=False, type_vocab_size=0),
+    "deberta-v2": lambda: DebertaV2Config(**BASE, relative_attention=True, pos_att_type="p2c|c2p"),
+    "modernbert": lambda: ModernBertConfig(**{**BASE, "num_hidden_layers": 3}, global_attn_every_n_layers=3,
+                                           pad_token_id=0, eos_token_id=1, bos_token_id=2, cls_token_id=2,
+                                           sep_token_id=1),
+}
+
+
+def _counted(model_class, path) -> tuple[int, int]:
+    """(all parameters, base-model parameters) of the saved model as transformers loads it."""
+    model = model_class.from_pretrained(path)
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.base_model.parameters())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CONFIGS))
+@pytest.mark.parametrize("kind", ["Model", "ForSequenceClassification", "ForQuestionAnswering", "ForMaskedLM",
+                                  "ForMaskedLM-untied"])
+def test_every_family_is_counted_and_checked_in_closed_form(tmp_path, family, kind):
+    config = FAMILY_CONFIGS[family]()
+    if kind.endswith("-untied"):  # the decoder has its own weights: counted, and in the closed form
+        kind, config.tie_word_embeddings = kind.removesuffix("-untied"), False
+    model_class = getattr(transformers, AutoModel.from_config(config).__class__.__name__.replace("Model", kind))
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(tmp_path)
+    report = parameter_report(tmp_path, name=family)
+    total, base = _counted(model_class, tmp_path)
+    params, closed = report["parameters"], report["closed_form"]
+    assert params["total"] == sum(row["params"] for row in report["modules"]) == total
+    assert params["base_model"] == closed["base_model"] == base
+    assert closed["missing"] is None and closed["total"] == total
+    assert params["tied_word_embeddings"] is (kind == "ForMaskedLM" and config.tie_word_embeddings)
+    words = params_report.math.prod(report["word_embeddings"]["shape"])
+    assert report["word_embeddings"]["params"] == words == VOCAB * report["embedding_size"]
+    assert report["word_embeddings"]["bytes"]["fp32"] == 4 * words and report["d_model"] == D
+    assert report["d_ff"] == D_FF and report["layers"] == config.num_hidden_layers
+
+
+@pytest.mark.parametrize("model_class, config", [(BertForPreTraining, BertConfig(**BASE)),
+                                                 (ElectraForPreTraining, ElectraConfig(**BASE, embedding_size=16))],
+                         ids=["bert", "electra"])
+def test_hub_checkpoint_with_a_pretraining_head(tmp_path, model_class, config):
+    """What a Hub download saves (architectures: BertForPreTraining / ElectraForPreTraining) reports,
+    from the headers alone, with the head outside the base model's count."""
+    model_class(config).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [model_class.__name__]
+    report = parameter_report(tmp_path, name="hub")
+    total, base = _counted(model_class, tmp_path)
+    assert report["parameters"]["total"] == report["closed_form"]["total"] == total
+    assert report["parameters"]["base_model"] == base and report["parameters"]["head"] == total - base > 0
+    assert report["parameters"]["tied_word_embeddings"] is (model_class is BertForPreTraining)
+
+
+def test_a_head_without_a_formula_is_said_and_the_body_still_checked(tmp_path):
+    from transformers import DistilBertForTokenClassification
+
+    DistilBertForTokenClassification(FAMILY_CONFIGS["distilbert"]()).save_pretrained(tmp_path)
+    report = parameter_report(tmp_path, name="ner")
+    total, base = _counted(DistilBertForTokenClassification, tmp_path)
+    assert report["parameters"]["total"] == total and report["closed_form"]["base_model"] == base
+    assert report["closed_form"]["missing"] == "no closed form for the DistilBertForTokenClassification head"
+    assert report["closed_form"]["total"] is None
+    assert "No closed form for the DistilBertForTokenClassification head" in report_markdown(report)
+
+
+def test_unknown_sub_modules_and_families_are_counted_not_refused(tmp_path):
+    """A module the table has no row for goes to "other"; a family without formulas says so."""
+    assert params_report.classify_parameter("bert.encoder.layer.0.adapter.down.weight", "bert") == (
+        "other", "encoder.layer.0.adapter.down")
+    assert params_report.classify_parameter("encoder.extra_norm.weight") == ("other", "encoder.extra_norm")
+    MPNetModel(MPNetConfig(**BASE)).save_pretrained(tmp_path)
+    report = parameter_report(tmp_path, name="mpnet")
+    assert report["parameters"]["total"] == _counted(MPNetModel, tmp_path)[0]
+    assert report["closed_form"]["missing"] == "no closed form for mpnet"
+    assert "No closed form for mpnet in bertflow.params_report" in report_markdown(report)
 
 
 HEADER_CASES = [
@@ -106,6 +200,8 @@ HEADER_CASES = [
     (BertForQuestionAnswering, BertConfig(**{**CONFIG, "num_hidden_layers": 3, "type_vocab_size": 1})),
     (RobertaForMaskedLM, RobertaConfig(**CONFIG)),
     (RobertaForSequenceClassification, RobertaConfig(**CONFIG)),
+    (BertForPreTraining, BertConfig(**CONFIG)),
+    (ElectraForPreTraining, ElectraConfig(**CONFIG, embedding_size=16)),
 ]
 
 

@@ -19,14 +19,19 @@ from test_workflow import planned_rules
 
 from bertflow.hub import file_hashes
 
-LEADERBOARD_HEADER = ("| model | seq_len | download size | SST-2 accuracy (%) | rank | vocab size | d_model | d_ff | "
-                      "layers | parameters | fine-tune wall time | SQuAD EM / F1 (%) |")
+LEADERBOARD_HEADER = ("| model | seq_len | download size | SST-2 acc | SQuAD v1.1 EM | SQuAD v1.1 F1 | GLUE score | rank | "
+                      "vocab size | d_model | d_ff | layers | parameters | SST-2 wall time | SST-2 train ex/s | "
+                      "SQuAD v1.1 wall time | SQuAD v1.1 train ex/s |")
 
 
 def test_default_run_writes_reports_card_and_dry_run_folder(tiny_run):
     results = tiny_run / "results"
     report = (results / "report.md").read_text()
     assert LEADERBOARD_HEADER in report and "| pretrained | 512 |" in report
+    with open(results / "leaderboard.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["model"] == "pretrained" and float(row["glue_score"]) == float(row["sst2_accuracy"])
+    assert float(row["sst2_train_examples_per_s"]) > 0 and "## Vocabulary reduction" in report
     assert "![Validation perplexity per epoch](pretrain/perplexity.png)" in report
     for name in ("pretrained", "sst2/pretrained", "squad/pretrained"):
         params = json.loads((results / "reports" / "params" / f"{name}.json").read_text())
@@ -80,6 +85,7 @@ def test_upload_rule_pushes_once_to_a_loopback_hub(tiny_run_copy, tmp_path):
 def test_snakemake_report_html_has_captions(report_html):
     html = report_html.read_text(errors="replace")
     assert "checked against the closed-form formula" in html and "leaderboard of every fine-tuned model" in html
+    assert "The leaderboard of results/report.md as CSV" in html and "leaderboard.csv" in html
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +113,7 @@ def test_report_embeds_the_results_as_html_pages(report_html):
     assert {"Summary report", "Model card", "Parameter report: pretrained",
             "Parameter report: sst2/pretrained", "Parameter report: squad/pretrained"} <= set(pages)
     summary = pages["Summary report"]
-    assert "<h2>Leaderboard</h2>" in summary and re.search(r"<th[^>]*>SST-2 accuracy \(%\)</th>", summary)
+    assert "<h2>Leaderboard</h2>" in summary and re.search(r"<th[^>]*>SST-2 acc</th>", summary)
     assert re.search(r"<td[^>]*>pretrained</td>", summary) and 'src="data:image/png;base64,' in summary
     card = pages["Model card"]
     assert "<h2>How to use</h2>" in card and "Hub metadata (YAML header)" in card and "model-index" in card
@@ -120,5 +126,5 @@ def test_leaderboard_is_visible_in_a_real_browser(report_html, tmp_path):
     shot = tmp_path / "summary.png"
     texts = open_result(report_html, "Summary", "results/html/report.html", shot)
     shown = "\n".join(texts)
-    assert "Leaderboard" in shown and "SST-2 accuracy (%)" in shown and "pretrained" in shown
+    assert "Leaderboard" in shown and "GLUE score" in shown and "pretrained" in shown
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -132,7 +132,7 @@ def task_data(folder: Path) -> Path:
 
 
 def sigterm_sweep_once_logged(command: list[str], log: Path, marker: str) -> str:
-    """Start a sweep, SIGTERM it (a device call's deadline) once a run's stage.log holds `marker`,
+    """Start a sweep, SIGTERM it (a deadline under `timeout`) once a run's stage.log holds `marker`,
     and expect its stopped exit code, 143; its output."""
     sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for_line(log, marker, sweep_process, timeout=120)
@@ -202,7 +202,7 @@ def test_finetune_sweep_names_missing_task_files(tmp_path, capsys):
 
 
 def test_size_sweep_stopped_by_sigterm_resumes_from_the_checkpoint(tmp_path):
-    """SIGTERM to the sweep (a device call's deadline): the preset checkpoints, exit 143; the same
+    """SIGTERM to the sweep (a deadline under `timeout`): the preset checkpoints, exit 143; the same
     command again resumes it and its budget counts the training time already spent."""
     (tmp_path / "data").mkdir()
     data = tokenized_corpus(tmp_path / "data", sentences=600, seq_len=32)
@@ -223,7 +223,7 @@ def test_size_sweep_stopped_by_sigterm_resumes_from_the_checkpoint(tmp_path):
 
 
 def device_call(tmp_path: Path, *args: str, **env_extra: str) -> tuple[Path, Path, Path]:
-    """profiles/airgapped/gpu_sweeps.sh BUNDLE OUT ARGS as a device call runs it, on CPU: a bundle
+    """profiles/airgapped/gpu_sweeps.sh BUNDLE OUT ARGS as a GPU node runs it, here on CPU: a bundle
     without packages (this environment has them), a repository copy (the script links
     ../shared/data beside it). Returns the copy, the bundle and OUT."""
     import shutil

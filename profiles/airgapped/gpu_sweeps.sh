@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU measurements issue 12 still lacks, each one command for a device call (at most 10 minutes,
-# offline node, the bundle and data carried in BUNDLE_DIR; docs/results/gpu-wikibooks/README.md,
-# "Next GPU session"):
+# The GPU sweeps, each one command of at most about 10 minutes on an offline GPU node, with the
+# bundle and data carried in BUNDLE_DIR (docs/results/gpu-wikibooks/README.md, "Running the sweeps
+# on your GPU node"):
 #
 #   profiles/airgapped/gpu_sweeps.sh BUNDLE_DIR OUT_DIR WHAT [ARGS...]
 #     size            the data stages (Snakemake, only what is missing), then
@@ -82,7 +82,7 @@ if [ "$code" -eq 0 ]; then
     code=${PIPESTATUS[0]}
 fi
 
-# What comes back from a device call is limited: no weights, checkpoints, tokenized features or event files.
+# Only what a GPU node can hand back in bulk is copied: no weights, checkpoints, tokenized features or event files.
 copy_results() {
     [ -d "$results" ] || return 0
     (cd "$results" && find "$@" -type f ! -path '*/model/*' ! -path '*/model.partial/*' ! -path '*/checkpoints/*' \

@@ -1,7 +1,7 @@
 """Model card (README.md) of the pretrained model, built with huggingface_hub's ModelCard.
 
 The YAML header (language, license, datasets, tags, library, pipeline and a `model-index` with
-perplexity and, when fine-tuning ran, SST-2 / SQuAD results) is what the Hub indexes; the body
+perplexity and, when fine-tuning ran, each task's official metrics) is what the Hub indexes; the body
 holds the architecture, the training details, the per-epoch perplexity and the intended use.
 Every number is read from a stage output; nothing here is typed in by hand.
 """
@@ -18,15 +18,24 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .errors import DataError
 from .io import read_json, write_text
 from .markdown import size, table
+from .task_keys import task_keys
 
-# Task metadata of the fine-tuning results, as the Hub's model-index expects it.
-TASK_METADATA = {
-    "sst2": {"task_type": "text-classification", "task_name": "Sentiment classification (fine-tuned)",
-             "hub": ("glue", "sst2"), "pretty": "SST-2", "metrics": (("accuracy", "accuracy"), ("f1", "f1"))},
-    "squad": {"task_type": "question-answering", "task_name": "Extractive question answering (fine-tuned)",
-              "hub": ("squad", None), "pretty": "SQuAD v1.1",
-              "metrics": (("exact_match", "exact_match"), ("f1", "f1"))},
-}
+# The Hub's model-index names of the fine-tuning tasks: SQuAD is question answering, every other
+# task (GLUE, custom classification or regression) text classification, as the Hub files them.
+TASK_NAMES = {"question-answering": "Extractive question answering (fine-tuned)",
+              "text-classification": "Text classification (fine-tuned)"}
+
+
+def task_metadata(task: str, summary: dict) -> dict:
+    """Task type, Hub dataset (name, config) and official metrics of one task's summary.json."""
+    keys = task_keys({"task": task, **summary}, f"summary.json of {task}")
+    label, metrics = keys["task_label"], keys["task_metrics"]
+    if task == "squad":
+        task_type, hub = "question-answering", ("squad_v2" if "2.0" in label else "squad", None)
+    else:
+        task_type, hub = "text-classification", ("glue", task) if keys["glue"] else (None, None)
+    return {"task_type": task_type, "task_name": TASK_NAMES[task_type], "hub": hub, "pretty": label,
+            "metrics": list(metrics)}
 
 
 def read_perplexity(path: str | Path) -> list[dict]:
@@ -54,17 +63,16 @@ def eval_results(perplexity: float, corpus: dict, finetune: dict[str, dict], mod
                           dataset_name=ds_name, dataset_config=ds_config, dataset_split="validation",
                           metric_type="perplexity", metric_name="Perplexity", metric_value=round(perplexity, 4))]
     for task, summary in finetune.items():
-        meta = TASK_METADATA[task]
+        meta = task_metadata(task, summary)
         source = summary.get("source", {"source": "generated"})
         hub = source.get("hub") or (
-            {"name": meta["hub"][0], "config": meta["hub"][1]} if source["source"] == "hub" else None)
-        pretty = summary.get("task_label", meta["pretty"])  # e.g. "SQuAD v2.0" for finetune.squad v2.0 runs
-        ds_type, ds_name, ds_config = dataset_label(source["source"], hub, f"generated {pretty}-style data")
-        for key, metric in meta["metrics"]:
+            {"name": meta["hub"][0], "config": meta["hub"][1]} if source["source"] == "hub" and meta["hub"][0] else None)
+        ds_type, ds_name, ds_config = dataset_label(source["source"], hub, f"generated {meta['pretty']}-style data")
+        for metric in meta["metrics"]:
             results.append(EvalResult(
                 task_type=meta["task_type"], task_name=meta["task_name"], dataset_type=ds_type,
-                dataset_name=f"{pretty} ({ds_name})", dataset_config=ds_config, dataset_split="validation",
-                metric_type=metric, metric_name=f"{metric} (%)", metric_value=round(summary["mean"][key], 2),
+                dataset_name=f"{meta['pretty']} ({ds_name})", dataset_config=ds_config, dataset_split="validation",
+                metric_type=metric, metric_name=f"{metric} (%)", metric_value=round(summary["mean"][metric], 2),
             ))
     return results
 
@@ -154,8 +162,8 @@ def finetune_section(finetune: dict[str, dict]) -> list[str]:
     lines = ["## Fine-tuning results", "",
              "Mean ± standard deviation over seeds, on the validation split (percent)."]
     for task, summary in finetune.items():
-        meta = TASK_METADATA[task]
-        cells = [f"{summary['mean'][k]:.2f} ± {summary['std'].get(k, 0.0):.2f}" for k, _ in meta["metrics"]]
+        meta = task_metadata(task, summary)
+        cells = [f"{summary['mean'][k]:.2f} ± {summary['std'].get(k, 0.0):.2f}" for k in meta["metrics"]]
         source = summary.get("source", {})
         hub = source.get("hub") or {}
         data = source.get("source", "?")
@@ -163,7 +171,7 @@ def finetune_section(finetune: dict[str, dict]) -> list[str]:
             hub_id = "/".join(filter(None, (hub["name"], hub.get("config"))))
             data = hub_id if data == "hub" else f"{hub_id}, local copy"
         lines += ["", f"### {meta['pretty']} (data: {data}, seeds: {summary['seeds']})", ""]
-        lines += table([name for name, _ in meta["metrics"]], [cells])
+        lines += table(meta["metrics"], [cells])
     return lines + [""]
 
 

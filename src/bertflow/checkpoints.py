@@ -3,7 +3,7 @@
 A checkpoint is one file, written atomically, loaded with `weights_only=True` and tagged with a
 fingerprint of what it was trained on: one made with other settings or data, or one that cannot be
 read, is set aside (kept, never deleted) and training starts fresh. SIGTERM (SLURM's time limit,
-a device call's deadline) and SIGINT become a flag the loop checks between steps; the stage then
+a deadline under `timeout`) and SIGINT become a flag the loop checks between steps; the stage then
 checkpoints and raises StopRequested, which its entry point turns into exit code 143.
 """
 

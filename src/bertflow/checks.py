@@ -1,11 +1,12 @@
 """Start-up checks: everything the config alone can answer, run when Snakemake parses the workflow.
 
-rules/common.smk calls `coerce_overrides` before the schema validation and `check_config` after it,
-so that inconsistent settings (a sequence longer than the model's positions, a stride not below
+rules/common.smk calls `coerce_overrides` and then `complete_config` (schema validation, defaults,
+`check_config`), so that inconsistent settings (a sequence longer than the model's positions, a stride not below
 its window, a GPT-2 folder as a BERT baseline, ...) fail before the first job, with every problem
 named by its config key. `check_device` runs from `onstart` (see rules/common.smk for why).
 The stages repeat the checks that need data or a downloaded model, so nothing relies on this
 module alone. Light imports only: the workflow parses on every `snakemake` call.
+`python -m bertflow.checks FILE...` runs the same checks on config files without Snakemake.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DEFAULT_MAX_POSITIONS = 512
 SUPPORTED_MODEL_TYPES = ("bert",)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 TASKS = ("sst2", "squad")
+# The workflow's config folder (the defaults file and the schema) in a source checkout.
+WORKFLOW_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 # ----------------------------------------------------------------------------- --config overrides
@@ -427,12 +430,52 @@ def config_file_problem(path: str) -> str | None:
     return None
 
 
+def complete_config(config: dict, schema: dict, schema_file: str) -> None:
+    """What the workflow's start does to a merged config, in place: every schema violation listed at
+    once, the schema's defaults filled in (and those that depend on another key), integral floats
+    made ints, then the cross-key checks."""
+    from snakemake.utils import validate
+
+    validate_config(config, schema)
+    validate(config, schema_file)  # fills in the defaults
+    integral_floats_to_int(config, schema)
+    fill_derived_defaults(config)
+    check_config(config)
+
+
+def workflow_config(config_files: list[str], config_dir: Path = WORKFLOW_CONFIG) -> dict:
+    """The config a `snakemake --configfile FILE...` run sees: the defaults file, each file's keys
+    merged over it in order, then completed and checked as the workflow's start does."""
+    from snakemake.utils import update_config
+
+    problems = [problem for problem in map(config_file_problem, config_files) if problem]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    config = yaml.safe_load(Path(config_dir, "config.yaml").read_text(encoding="utf-8"))
+    for path in config_files:
+        update_config(config, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    schema_file = str(Path(config_dir, "config.schema.yaml"))
+    complete_config(config, load_schema(schema_file), schema_file)
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bertflow.checks FILE...`: say where each config file is broken."""
-    problems = [p for p in map(config_file_problem, argv if argv is not None else sys.argv[1:]) if p]
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    """`python -m bertflow.checks FILE...`: the workflow's start-up checks on the defaults file with
+    FILE... merged over it in order, without starting Snakemake; exit status 1 on any problem."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bertflow.checks", description=main.__doc__)
+    parser.add_argument("files", nargs="+", metavar="FILE", help="config files, as given to --configfile")
+    files = parser.parse_args(argv).files
+    try:
+        config = workflow_config(files)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    for warning in unused_source_warnings(config):
+        print(f"config warning: {warning}", file=sys.stderr)
+    print(f"{', '.join(files)}: the config passes the start-up checks")
+    return 0
 
 
 if __name__ == "__main__":

@@ -370,7 +370,7 @@ class Pretrainer:
     # -- budget
 
     def train_seconds(self) -> float:
-        """Training time so far, this session's running segment included (the budget's clock)."""
+        """Training time so far, the segment running since the last start or resume included (the budget's clock)."""
         return self.progress.train_s + (time.perf_counter() - self._segment_start)
 
     def _budget_fraction(self, seconds: float, steps_done: int) -> float:

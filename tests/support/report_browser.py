@@ -114,10 +114,10 @@ async def _open_result(chromium: str, report: Path, category: str, result: str, 
                     raise RuntimeError(f"{chromium} did not start its DevTools endpoint")
                 await asyncio.sleep(0.1)
             port = port_file.read_text().split("\n")[0]
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+            async with aiohttp.ClientSession() as client:
+                async with client.get(f"http://127.0.0.1:{port}/json/list") as response:
                     target = next(t for t in await response.json() if t["type"] == "page")
-                async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                async with client.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                     page = Page(ws)
                     await page.send("Page.enable")
                     await page.send("Page.navigate", url=report.resolve().as_uri())

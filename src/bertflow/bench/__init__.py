@@ -13,7 +13,7 @@ The stages never import this package.
 - `python -m bertflow.bench.latency_monotonicity`: how many timed passes the inference benchmark needs.
 - `python -m bertflow.bench.launch_check`: the GPU (NCCL) path of the distributed launcher.
 - `python -m bertflow.bench.size_sweep`: model presets pretrained at one time budget, the validation
-  perplexity each reaches (the GPU session's size comparison).
+  perplexity each reaches (which model size a GPU budget favours).
 - `python -m bertflow.bench.finetune_sweep`: a small fine-tuning grid, the dev metric per setting and
   the best per task.
 - `bertflow.bench.pairs`: interleaved A/B runs in fresh processes and their ratio summary.

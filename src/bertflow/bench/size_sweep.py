@@ -14,7 +14,7 @@ training seconds, compilation included as in the budget, final validation perple
 wall time, device) and per preset its perplexity.csv/png,
 train_info.json, stage.log and attempts.jsonl (model weights are removed unless --keep-models).
 
-Interrupted (SIGTERM, e.g. a device call's time limit under `timeout`): the running preset
+Interrupted (SIGTERM, e.g. a time limit under `timeout`): the running preset
 checkpoints; the same command again skips the finished presets and resumes that one from its
 checkpoint, its budget counting the training time already spent.
 """

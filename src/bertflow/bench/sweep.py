@@ -22,14 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from ..distributed import run_forwarding_signals
 from ..errors import ConfigError, PipelineError
 from ..io import read_json, write_json, write_text
 
-# The repository's config folder: the defaults file and the schema a workflow run reads.
-REPO_CONFIG = Path(__file__).resolve().parents[3] / "config"
 STOPPED_EXIT_CODE = 143  # a stage stopped by SIGTERM (its StopRequested, after a checkpoint)
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE = "spec.json", "stage.log", "attempts.jsonl"
 
@@ -38,25 +34,10 @@ SPEC_FILE, LOG_FILE, ATTEMPTS_FILE = "spec.json", "stage.log", "attempts.jsonl"
 
 
 def workflow_config(config_file: str) -> dict:
-    """The config a `snakemake --configfile CONFIG_FILE` run sees: config/config.yaml, the file's keys
-    over it, then the schema's defaults (as rules/common.smk fills them)."""
-    from snakemake.utils import update_config, validate
+    """The config a `snakemake --configfile CONFIG_FILE` run sees, checked as the workflow's start."""
+    from ..checks import workflow_config as checked_workflow_config
 
-    from ..checks import (check_config, config_file_problem, fill_derived_defaults, integral_floats_to_int, load_schema,
-                          validate_config)
-
-    problem = config_file_problem(config_file)
-    if problem:
-        raise ConfigError(problem)
-    config = yaml.safe_load((REPO_CONFIG / "config.yaml").read_text(encoding="utf-8"))
-    update_config(config, yaml.safe_load(Path(config_file).read_text(encoding="utf-8")))
-    schema = load_schema(str(REPO_CONFIG / "config.schema.yaml"))
-    validate_config(config, schema)
-    validate(config, str(REPO_CONFIG / "config.schema.yaml"))  # fills in the defaults
-    integral_floats_to_int(config, schema)
-    fill_derived_defaults(config)
-    check_config(config)
-    return config
+    return checked_workflow_config([config_file])
 
 
 def seed_for(config: dict, section: str) -> int:

@@ -1,4 +1,4 @@
-"""Short CPU pretraining on the wikibooks blocks through the stage function (issue 11.8):
+"""Short CPU pretraining on the wikibooks blocks through the stage function:
     OMP_NUM_THREADS=2 PYTHONPATH=src /usr/bin/time -v python docs/results/cpu-data-path/wikibooks/pretrain_short.py results/wikibooks OUT
 """
 import logging, sys
