@@ -178,7 +178,8 @@ def task_data_sources(wildcards):
 def task_data_params(wildcards):
     """Only the data-source keys of the task's section, so hyperparameters do not redo the data
     (nor the Hub name the card gives local files: local.dataset, local.dataset_config)."""
-    params = {k: FINETUNE[wildcards.task][k] for k in sorted(DATA_SOURCE_KEYS)}
+    section = FINETUNE[wildcards.task]
+    params = {k: section[k] for k in sorted(DATA_SOURCE_KEYS) if k in section}
     params["local"] = {k: v for k, v in params["local"].items() if k not in ("dataset", "dataset_config")}
     return params
 

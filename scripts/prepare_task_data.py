@@ -13,4 +13,5 @@ with stage(snakemake):
         hub_splits={"train": data["hub"]["train_split"], "validation": data["hub"]["validation_split"]},
         out_train=snakemake.output.train,
         out_validation=snakemake.output.validation,
+        **({"version_2_with_negative": data["version_2_with_negative"]} if "version_2_with_negative" in data else {}),
     )

@@ -183,6 +183,28 @@ def validate_config(config: dict, schema: dict) -> None:
 
 # ----------------------------------------------------------------------------- the whole config
 
+# The Hub's SQuAD datasets by version (finetune.squad.version_2_with_negative), under both ids.
+SQUAD_HUB_DATASETS = {False: ("squad", "rajpurkar/squad"), True: ("squad_v2", "rajpurkar/squad_v2")}
+
+
+def fill_derived_defaults(config: dict) -> None:
+    """Defaults that depend on another key (after the schema's own): the SQuAD Hub dataset of the
+    chosen version."""
+    squad = config["finetune"]["squad"]
+    if squad["hub"]["name"] is None:
+        squad["hub"]["name"] = SQUAD_HUB_DATASETS[squad["version_2_with_negative"]][0]
+
+
+def squad_version_problems(squad: dict) -> list[str]:
+    """A Hub SQuAD dataset of the other version than finetune.squad.version_2_with_negative."""
+    v2, name = squad["version_2_with_negative"], squad["hub"]["name"]
+    if squad["source"] != "hub" or name not in SQUAD_HUB_DATASETS[not v2]:
+        return []
+    return [f"finetune.squad.hub.name {name!r} is SQuAD {'v1.1' if v2 else 'v2.0'} but "
+            f"finetune.squad.version_2_with_negative is {str(v2).lower()}; use {SQUAD_HUB_DATASETS[v2][0]!r} "
+            f"or set version_2_with_negative: {str(not v2).lower()}"]
+
+
 
 def check_config(config: dict) -> None:
     """Raise one ConfigError that lists every inconsistency of a validated config (defaults filled)."""
@@ -252,6 +274,7 @@ def finetune_problems(finetune: dict, positions: int) -> list[str]:
     if squad["doc_stride"] >= squad["max_length"]:
         problems.append(f"finetune.squad.doc_stride {squad['doc_stride']} must be less than max_length "
                         f"{squad['max_length']} (consecutive windows share doc_stride tokens)")
+    problems += squad_version_problems(squad)
     for name, source in finetune["baselines"].items():
         folder = os.path.expanduser(source)
         if os.path.isdir(folder):
@@ -409,12 +432,14 @@ def config_file_problem(path: str) -> str | None:
 
 def complete_config(config: dict, schema: dict, schema_file: str) -> None:
     """What the workflow's start does to a merged config, in place: every schema violation listed at
-    once, the schema's defaults filled in, integral floats made ints, then the cross-key checks."""
+    once, the schema's defaults filled in (and those that depend on another key), integral floats
+    made ints, then the cross-key checks."""
     from snakemake.utils import validate
 
     validate_config(config, schema)
     validate(config, schema_file)  # fills in the defaults
     integral_floats_to_int(config, schema)
+    fill_derived_defaults(config)
     check_config(config)
 
 

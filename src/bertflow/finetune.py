@@ -1,4 +1,4 @@
-"""Fine-tuning stages: SST-2 (sequence classification) and SQuAD v1.1 (extractive QA).
+"""Fine-tuning stages: SST-2 (sequence classification) and SQuAD v1.1 / v2.0 (extractive QA).
 
 One loop for both (AdamW, linear warmup/decay, bf16 autocast on GPU, Accelerate for device and
 DDP), evaluated after every epoch on the validation split, as run_glue.py / run_qa.py do with
@@ -58,6 +58,7 @@ class FinetuneSettings:
     doc_stride: int = 128
     n_best: int = 20
     max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     reduce_vocab: bool = True
@@ -202,10 +203,13 @@ class Squad:
     pooled_only = False
 
     def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
-        from .task_data import read_squad_json, squad_examples
+        from .task_data import read_squad_json, squad_examples, squad_is_v2
 
-        self.train = squad_examples(read_squad_json(train_file))[: settings.max_train_samples]
-        self.validation = squad_examples(read_squad_json(validation_file))[: settings.max_eval_samples]
+        # The prepared files' `version` says v1.1 or v2.0 (finetune.squad.version_2_with_negative).
+        validation = read_squad_json(validation_file, version_2=None)
+        self.version_2 = squad_is_v2(validation)
+        self.train = squad_examples(read_squad_json(train_file, self.version_2))[: settings.max_train_samples]
+        self.validation = squad_examples(validation)[: settings.max_eval_samples]
         self.tokenizer, self.settings = tokenizer, settings
         self.files = (train_file, validation_file)
 
@@ -237,12 +241,33 @@ class Squad:
         from .qa import decode_answers
         from .squad_metrics import squad_scores
 
-        decode = features["decode"]
-        predictions = decode_answers(self.validation, decode["example_index"].tolist(), decode["offsets"].numpy(),
-                                     outputs["start_logits"].numpy(), outputs["end_logits"].numpy(),
-                                     self.settings.n_best, self.settings.max_answer_length)
-        answers = {e["id"]: e["answers"]["text"] for e in self.validation}
-        return squad_scores(answers, predictions), predictions
+        if self.version_2:
+            metrics, predictions = self.score_v2(outputs, features)
+        else:
+            predictions = decode_answers(self.validation, *self._decode_inputs(outputs, features))
+            metrics = squad_scores(self._gold(), predictions)
+        label = "SQuAD v2.0" if self.version_2 else "SQuAD v1.1"
+        return {"task_metrics": ["exact_match", "f1"], "task_label": label, "glue": False, **metrics}, predictions
+
+    def score_v2(self, outputs: dict, features: dict) -> tuple[dict, dict]:
+        """The official v2.0 scores, and per question the answer ("" for none), the best span and
+        the null score diff (null when no span was valid)."""
+        from .qa import cls_positions, decode_answers_v2
+        from .squad_metrics import squad_v2_scores
+
+        threshold = self.settings.null_score_diff_threshold
+        cls_index = cls_positions(features["eval"]["input_ids"].numpy(), self.tokenizer.cls_token_id)
+        decoded = decode_answers_v2(self.validation, *self._decode_inputs(outputs, features), cls_index, threshold)
+        metrics = squad_v2_scores(self._gold(), decoded.spans, decoded.null_score_diffs, threshold)
+        return metrics, decoded.rows()
+
+    def _decode_inputs(self, outputs: dict, features: dict) -> tuple:
+        decode, s = features["decode"], self.settings
+        return (decode["example_index"].tolist(), decode["offsets"].numpy(), outputs["start_logits"].numpy(),
+                outputs["end_logits"].numpy(), s.n_best, s.max_answer_length)
+
+    def _gold(self) -> dict[str, list[str]]:
+        return {e["id"]: e["answers"]["text"] for e in self.validation}
 
 
 TASKS = {"sst2": Sst2, "squad": Squad}

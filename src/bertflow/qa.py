@@ -1,10 +1,14 @@
 """Extractive QA features and answer decoding, following transformers' run_qa.py / utils_qa.py.
 
 Long contexts are split into windows of `max_length` tokens overlapping by `doc_stride`; the
-offset mapping ties tokens back to characters so that predicted spans become answer text.
+offset mapping ties tokens back to characters so that predicted spans become answer text. With
+SQuAD v2.0 the [CLS] token stands for "no answer": unanswerable questions are trained to point at it
+and its score is the null answer's when decoding.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,13 +76,17 @@ def _tokenize(tokenizer, examples: list[dict], max_length: int, doc_stride: int)
 
 def train_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int) -> dict:
     """input_ids/attention_mask/token_type_ids plus start/end token positions (the [CLS] index
-    when the answer lies outside the window)."""
+    when the answer lies outside the window or the question has none)."""
     enc = _tokenize(tokenizer, examples, max_length, doc_stride)
     starts, ends = [], []
     for i, offsets in enumerate(enc["offset_mapping"]):
         cls_index = enc["input_ids"][i].index(tokenizer.cls_token_id)
         sequence_ids = enc.sequence_ids(i)
         answer = examples[enc.sample_of_window[i]]["answers"]
+        if not answer["answer_start"]:  # unanswerable (SQuAD v2.0): the [CLS] index, as run_qa.py labels it
+            starts.append(cls_index)
+            ends.append(cls_index)
+            continue
         start_char = answer["answer_start"][0]
         end_char = start_char + len(answer["text"][0])
         first = sequence_ids.index(1)
@@ -117,7 +125,7 @@ def eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: 
     return inputs, example_index, offsets
 
 
-def decode_answers(
+def best_spans(
     examples: list[dict],
     example_index: list[int],
     offsets: np.ndarray,
@@ -125,9 +133,10 @@ def decode_answers(
     end_logits: np.ndarray,
     n_best: int,
     max_answer_length: int,
-) -> dict[str, str]:
+) -> dict[str, tuple[str, float]]:
     """Best-scoring valid span (start <= end, at most max_answer_length tokens, inside the
-    context) over all windows of each example, among the n_best start and end candidates.
+    context) over all windows of each example, among the n_best start and end candidates: its
+    text and start + end score ("" and -inf where no window has a valid span).
 
     Tokens outside the context (question, special tokens, padding) are excluded before the
     candidates are chosen, so the answer does not depend on how much padding a window carries
@@ -135,13 +144,10 @@ def decode_answers(
     outside = offsets[:, : start_logits.shape[1], 0] < 0
     start_logits = np.where(outside, -np.inf, start_logits)
     end_logits = np.where(outside, -np.inf, end_logits)
-    windows: dict[int, list[int]] = {}
-    for window, ex in enumerate(example_index):
-        windows.setdefault(ex, []).append(window)
-    predictions = {}
-    for ex, example in enumerate(examples):
+    spans = {}
+    for example, windows in zip(examples, windows_of_examples(example_index, len(examples))):
         best_text, best_score = "", -np.inf
-        for window in windows.get(ex, []):
+        for window in windows:
             window_offsets = offsets[window]
             start_candidates = np.argsort(start_logits[window])[-1 : -n_best - 1 : -1]
             end_candidates = np.argsort(end_logits[window])[-1 : -n_best - 1 : -1]
@@ -152,5 +158,65 @@ def decode_answers(
                         continue  # -inf scores (outside the context) never pass `score > best_score`
                     best_score = score
                     best_text = example["context"][window_offsets[start][0] : window_offsets[end][1]]
-        predictions[example["id"]] = best_text
-    return predictions
+        spans[example["id"]] = (best_text, float(best_score))
+    return spans
+
+
+def windows_of_examples(example_index: list[int], num_examples: int) -> list[list[int]]:
+    """The evaluation windows of each example, in window order."""
+    windows: list[list[int]] = [[] for _ in range(num_examples)]
+    for window, ex in enumerate(example_index):
+        windows[ex].append(window)
+    return windows
+
+
+def decode_answers(examples: list[dict], example_index: list[int], offsets: np.ndarray, start_logits: np.ndarray,
+                   end_logits: np.ndarray, n_best: int, max_answer_length: int) -> dict[str, str]:
+    """SQuAD v1.1: every example's best span (see best_spans)."""
+    spans = best_spans(examples, example_index, offsets, start_logits, end_logits, n_best, max_answer_length)
+    return {qid: text for qid, (text, _) in spans.items()}
+
+
+def cls_positions(input_ids, cls_token_id: int) -> np.ndarray:
+    """The [CLS] index of every evaluation window, read from its input ids (not assumed to be 0)."""
+    input_ids = np.asarray(input_ids)
+    is_cls = input_ids == cls_token_id
+    if not is_cls.any(axis=1).all():
+        raise ValueError(f"an evaluation window has no [CLS] token (id {cls_token_id}) to score the null answer")
+    return is_cls.argmax(axis=1)
+
+
+@dataclass
+class NullDecoded:
+    """SQuAD v2.0 decoding: `answers` the predictions ("" for no answer); `spans` the best non-null
+    answer of each example; `null_score_diffs` its null score minus that span's score (+inf where
+    no window has a valid span), the score from which the best threshold is found."""
+
+    answers: dict[str, str]
+    spans: dict[str, str]
+    null_score_diffs: dict[str, float]
+
+    def rows(self) -> dict[str, dict]:
+        """Per question, what predictions.json keeps (JSON has no infinity: null there)."""
+        diffs = {qid: diff if np.isfinite(diff) else None for qid, diff in self.null_score_diffs.items()}
+        return {qid: {"prediction_text": answer, "best_span": self.spans[qid], "null_score_diff": diffs[qid]}
+                for qid, answer in self.answers.items()}
+
+
+def decode_answers_v2(examples: list[dict], example_index: list[int], offsets: np.ndarray, start_logits: np.ndarray,
+                      end_logits: np.ndarray, n_best: int, max_answer_length: int, cls_index: np.ndarray,
+                      null_score_diff_threshold: float) -> NullDecoded:
+    """As utils_qa.py's postprocess_qa_predictions with version_2_with_negative: the null score of an
+    example is the lowest [CLS] start + end score over its windows; "" is predicted where the null
+    score exceeds the best span's score by more than `null_score_diff_threshold`."""
+    spans = best_spans(examples, example_index, offsets, start_logits, end_logits, n_best, max_answer_length)
+    rows = np.arange(len(cls_index))
+    window_null = start_logits[rows, cls_index] + end_logits[rows, cls_index]
+    decoded = NullDecoded({}, {}, {})
+    for example, windows in zip(examples, windows_of_examples(example_index, len(examples))):
+        qid = example["id"]
+        text, score = spans[qid]
+        diff = float(window_null[windows].min() - score) if windows else float("inf")
+        decoded.spans[qid], decoded.null_score_diffs[qid] = text, diff
+        decoded.answers[qid] = "" if diff > null_score_diff_threshold else text
+    return decoded

@@ -35,12 +35,14 @@ def _distractor(rng: random.Random) -> str:
     ))
 
 
-def generate_squad(num_articles: int, seed: int, world_seed: int | None = 7) -> dict:
+def generate_squad(num_articles: int, seed: int, world_seed: int | None = 7, version_2: bool = False) -> dict:
     """Official SQuAD v1.1 JSON: one article per person, contexts of facts plus distractors.
 
     `world_seed` 7 is the generated corpus' world, whose facts pretraining has seen; None draws
     fresh facts for every article, so answers can only be read from the context, not recalled
-    (what the validation split uses)."""
+    (what the validation split uses). `version_2`: official v2.0 JSON instead, each article with
+    UNANSWERABLE_PER_ARTICLE more questions about a person the context does not mention (a third
+    of the questions, as in SQuAD v2.0's training set)."""
     rng = random.Random(seed)
     fixed_people = None if world_seed is None else World(seed=world_seed).people
     data = []
@@ -62,5 +64,29 @@ def generate_squad(num_articles: int, seed: int, world_seed: int | None = 7) -> 
                 "question": template.format(name=person.name),
                 "answers": [{"text": answer, "answer_start": start}],
             })
+        if version_2:
+            for qa in qas:
+                qa["is_impossible"] = False
+            qas += _unanswerable(rng, people, person, context, f"gen-{seed}-{article}")
         data.append({"title": f"{person.name}-{article}", "paragraphs": [{"context": context, "qas": qas}]})
-    return {"version": "1.1", "data": data}
+    return {"version": "v2.0" if version_2 else "1.1", "data": data}
+
+
+UNANSWERABLE_PER_ARTICLE = 3
+
+
+def _unanswerable(rng: random.Random, people: list, person, context: str, id_prefix: str) -> list[dict]:
+    """Questions about someone else, whose name the context lacks; the plausible answer is the
+    article's person's fact (what a reader matching the question's form only would give)."""
+    others = [p for p in people if p.name != person.name]
+    qas = []
+    for q_index in rng.sample(range(len(QUESTIONS)), UNANSWERABLE_PER_ARTICLE):
+        template, attribute = QUESTIONS[q_index]
+        plausible = getattr(person, attribute)
+        qas.append({
+            "id": f"{id_prefix}-na{q_index}",
+            "question": template.format(name=rng.choice(others).name),
+            "answers": [], "is_impossible": True,
+            "plausible_answers": [{"text": plausible, "answer_start": context.index(f" {plausible}") + 1}],
+        })
+    return qas

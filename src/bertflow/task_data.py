@@ -1,7 +1,7 @@
-"""Fine-tuning data: SST-2 and SQuAD v1.1 from generated, local or Hub-on-disk sources, validated.
+"""Fine-tuning data: SST-2 and SQuAD v1.1 / v2.0 from generated, local or Hub-on-disk sources, validated.
 
 Everything is normalised to the official formats in results/data/<task>/: SST-2 as GLUE TSV
-(`sentence<TAB>label`, header), SQuAD as the official v1.1 JSON. Problems are reported with the
+(`sentence<TAB>label`, header), SQuAD as the official v1.1 or v2.0 JSON. Problems are reported with the
 file and row (or article/question id) before any training starts.
 """
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # `finetune.<task>` section that choose the data rather than the training (rules/common.smk and the
 # fine-tuning sweep read both from here).
 TASK_DATA_FILES = {"sst2": ("train.tsv", "validation.tsv"), "squad": ("train.json", "validation.json")}
-DATA_SOURCE_KEYS = ("source", "generated", "local", "hub")
+DATA_SOURCE_KEYS = ("source", "generated", "local", "hub", "version_2_with_negative")
 
 
 # ----------------------------------------------------------------------------- SST-2
@@ -95,35 +95,88 @@ def hub_split(dataset_dir: str, split: str):
 # ----------------------------------------------------------------------------- SQuAD
 
 
-def validate_squad(squad: dict, source: str) -> int:
-    """Check the official structure and that every answer_start points at its text."""
-    if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
-        raise DataError(f"{source}: not SQuAD JSON (expected an object with a 'data' list)")
-    questions = 0
+VERSION_KEY = "finetune.squad.version_2_with_negative"
+V2_VERSION = "v2.0"  # the official v2.0 files' `version`; the prepared files carry it too
+
+
+def squad_questions(squad: dict):
+    """(article index, context, question) of every question of the official nested JSON."""
     for a_index, article in enumerate(squad["data"]):
         for paragraph in article.get("paragraphs", []):
-            context = paragraph.get("context")
-            if not isinstance(context, str):
-                raise DataError(f"{source}: article {a_index} has a paragraph without a 'context' string")
             for qa in paragraph.get("qas", []):
-                qid = qa.get("id", "?")
-                if not qa.get("question") or not qa.get("answers"):
-                    raise DataError(f"{source}: question {qid} lacks a question text or answers")
-                for answer in qa["answers"]:
-                    start, text = answer.get("answer_start"), answer.get("text", "")
-                    if not isinstance(start, int) or context[start : start + len(text)] != text:
-                        found = context[start : start + len(text)] if isinstance(start, int) else None
-                        raise DataError(
-                            f"{source}: question {qid}: answer_start {start} points at {found!r}, "
-                            f"not at the answer text {text!r}"
-                        )
-                questions += 1
+                yield a_index, paragraph.get("context"), qa
+
+
+def version_problem(squad: dict, source: str, version_2: bool) -> str | None:
+    """A v1.1 file given as v2.0 (no question says whether it is answerable) or a v2.0 file given
+    as v1.1 (unanswerable questions, which v1.1 training and scoring cannot represent)."""
+    qas = [qa for _, _, qa in squad_questions(squad)]
+    if version_2 and qas and not any("is_impossible" in qa for qa in qas):
+        return (f"{source}: no question has 'is_impossible' (version {squad.get('version')!r}): this is SQuAD "
+                f"v1.1 data; set {VERSION_KEY}: false, or give a SQuAD v2.0 file")
+    impossible = [qa.get("id", "?") for qa in qas if qa.get("is_impossible") is True]
+    if not version_2 and impossible:
+        return (f"{source}: {len(impossible)} unanswerable question(s) ('is_impossible': true, e.g. "
+                f"{impossible[0]}): this is SQuAD v2.0 data; set {VERSION_KEY}: true")
+    return None
+
+
+def _check_answer_starts(answers, context: str, qid: str, source: str, key: str = "") -> None:
+    for answer in answers:
+        start, text = answer.get("answer_start"), answer.get("text", "")
+        if not isinstance(start, int) or context[start : start + len(text)] != text:
+            found = context[start : start + len(text)] if isinstance(start, int) else None
+            raise DataError(f"{source}: question {qid}: {key}answer_start {start} points at {found!r}, "
+                            f"not at the answer text {text!r}")
+
+
+def _check_answerability(qa: dict, qid: str, source: str, version_2: bool) -> None:
+    """v1.1: every question has answers. v2.0: `is_impossible` says whether it has any."""
+    if not version_2:
+        if not qa.get("answers"):
+            raise DataError(f"{source}: question {qid} lacks a question text or answers")
+        return
+    impossible = qa.get("is_impossible")
+    if not isinstance(impossible, bool):
+        raise DataError(f"{source}: question {qid}: 'is_impossible' is {impossible!r}, expected true or false "
+                        "(SQuAD v2.0 gives it for every question)")
+    if impossible == bool(qa.get("answers")):
+        raise DataError(f"{source}: question {qid}: 'is_impossible' is {str(impossible).lower()} but it has "
+                        f"{len(qa.get('answers') or [])} answer(s); an unanswerable question has none")
+
+
+def validate_squad(squad: dict, source: str, version_2: bool = False) -> int:
+    """Check the official structure (v1.1, or v2.0 with `is_impossible` questions) and that every
+    answer_start (plausible answers' too) points at its text; returns the number of questions."""
+    if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
+        raise DataError(f"{source}: not SQuAD JSON (expected an object with a 'data' list)")
+    problem = version_problem(squad, source, version_2)
+    if problem:
+        raise DataError(problem)
+    questions = 0
+    for a_index, context, qa in squad_questions(squad):
+        if not isinstance(context, str):
+            raise DataError(f"{source}: article {a_index} has a paragraph without a 'context' string")
+        qid = qa.get("id", "?")
+        if not qa.get("question"):
+            raise DataError(f"{source}: question {qid} lacks a question text or answers")
+        _check_answerability(qa, qid, source, version_2)
+        _check_answer_starts(qa.get("answers") or [], context, qid, source)
+        if version_2:
+            _check_answer_starts(qa.get("plausible_answers") or [], context, qid, source, "plausible_answers ")
+        questions += 1
     if questions == 0:
         raise DataError(f"{source}: no questions (empty split)")
     return questions
 
 
-def read_squad_json(path: str) -> dict:
+def squad_is_v2(squad: dict) -> bool:
+    """Whether a (prepared) SQuAD file is v2.0, by its `version` field."""
+    return squad.get("version") == V2_VERSION
+
+
+def read_squad_json(path: str, version_2: bool | None = False) -> dict:
+    """An official SQuAD file, validated as v1.1 or v2.0 (`version_2` None: as its `version` field says)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: SQuAD file not found")
@@ -131,8 +184,22 @@ def read_squad_json(path: str) -> dict:
         squad = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err})") from err
-    validate_squad(squad, str(path))
+    if version_2 is None:
+        version_2 = isinstance(squad, dict) and squad_is_v2(squad)
+    validate_squad(squad, str(path), version_2)
     return squad
+
+
+def as_version(squad: dict, version_2: bool) -> dict:
+    """The validated data labelled with its version; v1.1 keeps no v2.0-only keys."""
+    if version_2:
+        return {**squad, "version": V2_VERSION}
+    v2_only = ("is_impossible", "plausible_answers")
+    return {"version": "1.1", "data": [
+        {**article, "paragraphs": [
+            {**paragraph, "qas": [{k: v for k, v in qa.items() if k not in v2_only} for qa in paragraph["qas"]]}
+            for paragraph in article["paragraphs"]]}
+        for article in squad["data"]]}
 
 
 def split_articles(squad: dict, train_articles: int, source: str) -> tuple[dict, dict]:
@@ -146,8 +213,9 @@ def split_articles(squad: dict, train_articles: int, source: str) -> tuple[dict,
             {"version": version, "data": articles[train_articles:]})
 
 
-def hub_squad_to_official(dataset_dir: str, split: str) -> dict:
-    """Rows of the Hub `squad` dataset (one per question) back to the official nested JSON."""
+def hub_squad_to_official(dataset_dir: str, split: str, version_2: bool = False) -> dict:
+    """Rows of the Hub `squad` or `squad_v2` dataset (one per question) back to the official nested
+    JSON; a row with no answer is an unanswerable (`is_impossible`) question."""
     articles: dict[str, dict[str, list]] = {}
     for row in hub_split(dataset_dir, split):
         paragraphs = articles.setdefault(row["title"], {})
@@ -155,13 +223,16 @@ def hub_squad_to_official(dataset_dir: str, split: str) -> dict:
             "id": row["id"], "question": row["question"],
             "answers": [{"text": t, "answer_start": s}
                         for t, s in zip(row["answers"]["text"], row["answers"]["answer_start"])],
+            "is_impossible": not row["answers"]["text"],
         })
-    squad = {"version": "1.1", "data": [
+    squad = {"version": V2_VERSION, "data": [
         {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
         for title, paragraphs in articles.items()
     ]}
-    validate_squad(squad, f"{dataset_dir} (split {split})")
-    return squad
+    if not any(qa["is_impossible"] for _, _, qa in squad_questions(squad)):
+        squad = as_version(squad, False)  # every question answered: the `squad` (v1.1) dataset's layout
+    validate_squad(squad, f"{dataset_dir} (split {split})", version_2)
+    return as_version(squad, version_2)
 
 
 def squad_examples(squad: dict) -> list[dict]:
@@ -200,26 +271,35 @@ def prepare_sst2(*, source: str, out_train: str, out_validation: str, generated:
 
 
 def prepare_squad(*, source: str, out_train: str, out_validation: str, generated: dict | None = None,
-                  local_files: dict | None = None, hub_dir: str | None = None, hub_splits: dict | None = None) -> dict:
+                  local_files: dict | None = None, hub_dir: str | None = None, hub_splits: dict | None = None,
+                  version_2_with_negative: bool = False) -> dict:
+    """Official v1.1 JSON, or v2.0 (`version` "v2.0", `is_impossible` on every question) with
+    `version_2_with_negative`; a file of the other version is refused."""
+    v2 = version_2_with_negative
     if source == "generated":
         from .synthetic_tasks import generate_squad
 
-        train = generate_squad(generated["train_articles"], generated["seed"])
+        train = generate_squad(generated["train_articles"], generated["seed"], version_2=v2)
         # Validation facts are new: EM/F1 measure reading the context, not recalling training answers.
-        validation = generate_squad(generated["validation_articles"], generated["seed"] + 1, world_seed=None)
+        validation = generate_squad(generated["validation_articles"], generated["seed"] + 1, world_seed=None,
+                                    version_2=v2)
     elif source == "local":
-        train = read_squad_json(local_files["train"])
+        train = read_squad_json(local_files["train"], v2)
         if local_files.get("validation"):
-            validation = read_squad_json(local_files["validation"])
+            validation = read_squad_json(local_files["validation"], v2)
         else:
             train, validation = split_articles(train, local_files["train_articles"], local_files["train"])
     elif source == "hub":
-        train = hub_squad_to_official(hub_dir, hub_splits["train"])
-        validation = hub_squad_to_official(hub_dir, hub_splits["validation"])
+        train = hub_squad_to_official(hub_dir, hub_splits["train"], v2)
+        validation = hub_squad_to_official(hub_dir, hub_splits["validation"], v2)
     else:
         raise DataError(f"finetune.squad.source: unknown source {source!r}")
-    counts = {"train": validate_squad(train, "train split"), "validation": validate_squad(validation, "validation split"),
+    train, validation = as_version(train, v2), as_version(validation, v2)
+    counts = {"train": validate_squad(train, "train split", v2),
+              "validation": validate_squad(validation, "validation split", v2),
               "train_articles": len(train["data"]), "validation_articles": len(validation["data"])}
+    if v2:
+        counts["validation_unanswerable"] = sum(qa["is_impossible"] for _, _, qa in squad_questions(validation))
     write_json(out_train, train)
     write_json(out_validation, validation)
     log.info("squad data: %s", counts)

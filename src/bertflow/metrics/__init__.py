@@ -2,7 +2,7 @@
 
 `evaluate.load("<folder>/sst2.py")` reads a local file, so they work offline (no Hub download).
 Each module here is also an ordinary Python module, unit-tested against sklearn and the official
-SQuAD v1.1 script (tests/test_squad_metrics.py).
+SQuAD v1.1 and v2.0 scripts' rules (tests/test_squad_metrics.py, tests/test_squad_v2.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ METRICS_DIR = Path(__file__).parent
 
 @lru_cache(maxsize=None)  # loaded once per process, not once per evaluation
 def load(name: str):
-    """The evaluate module `name` (sst2, squad_v1) from this folder."""
+    """The evaluate module `name` (sst2, squad_v1, squad_v2) from this folder."""
     import evaluate
 
     return evaluate.load(str(METRICS_DIR / f"{name}.py"))

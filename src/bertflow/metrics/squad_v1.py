@@ -5,7 +5,7 @@ evaluate-v1.1.py does: best over the gold answers, and a question without a pred
 import datasets
 import evaluate
 
-from bertflow.squad_metrics import best_over_answers, exact_match, f1
+from bertflow.squad_metrics import best_over_answers, exact_match, f1, metric_info
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
@@ -21,24 +21,7 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class SquadV1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": {
-                    "id": datasets.Value("string"),
-                    "prediction_text": datasets.Value("string"),
-                    "answered": datasets.Value("bool"),
-                },
-                "references": {
-                    "id": datasets.Value("string"),
-                    "answers": datasets.Sequence(
-                        {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-                    ),
-                },
-            }),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, answered=datasets.Value("bool"))
 
     def _compute(self, predictions, references):
         predicted = {p["id"]: p["prediction_text"] for p in predictions if p["answered"]}
