@@ -64,3 +64,32 @@ def test_qa_offsets_decode_back_to_every_answer(family_models, family):
                                  n_best=5, max_answer_length=30)
     for example in examples:
         assert predictions[example["id"]] == example["answers"]["text"][0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("task", ["sst2", "squad"])
+def test_vocab_reduction_gives_identical_predictions_for_every_family(family_models, family, task):
+    """The same logits with the embedding cut to the used rows. Without special tokens in the inputs
+    RoBERTa's pad id 1 would become 0 in the reduced embedding and shift its position ids, which
+    count from the pad id: the reduction keeps the rows below it."""
+    import torch
+
+    from bertflow.finetune import load_task_model
+    from bertflow.vocab_reduction import VocabReduction
+
+    model, tokenizer, _ = load_task_model(task, family_models[family])
+    model.eval()
+    batch = tokenizer(["Alice lives in Paris .", "a dull film"], add_special_tokens=False, padding=True,
+                      return_token_type_ids=False, return_tensors="pt")
+    key = "logits" if task == "sst2" else "start_logits"
+    before = model(**batch)[key]
+    pad = tokenizer.pad_token_id
+    reduction = VocabReduction(model, [i for i in batch["input_ids"].unique().tolist() if i != pad], [])
+    reduction.apply()
+    assert len(reduction.kept) < len(tokenizer)
+    if family in ("roberta", "xlm-roberta"):
+        assert pad == 1 and int(reduction.lookup[pad]) == 1
+    after = model(**{**batch, "input_ids": reduction.map_ids(batch["input_ids"])})[key]
+    torch.testing.assert_close(after, before)
+    reduction.restore()
+    torch.testing.assert_close(model(**batch)[key], before)
