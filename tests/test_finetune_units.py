@@ -1,18 +1,16 @@
-"""Unit tests of fine-tuning pieces: data validation, QA features and decoding, parameter accounting,
+"""Unit tests of fine-tuning pieces: data validation, parameter accounting,
 vocab reduction."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from bertflow import task_data
 from bertflow.errors import DataError
 from bertflow.finetune import load_task_model, parameter_accounting
-from bertflow.qa import decode_answers, eval_features, train_features
 from bertflow.synthetic_tasks import generate_squad, generate_sst2
 from bertflow.vocab_reduction import VocabReduction
 
@@ -82,25 +80,6 @@ def test_generated_tasks_are_valid_and_balanced():
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("model"))
-
-
-def test_qa_features_point_at_the_answer_and_decode_back(tiny_model_dir):
-    _, tokenizer, _ = load_task_model("squad", tiny_model_dir)
-    examples = task_data.squad_examples(generate_squad(3, seed=2))
-    features = train_features(tokenizer, examples, max_length=64, doc_stride=16)
-    inputs, example_index, offsets = eval_features(tokenizer, examples, max_length=64, doc_stride=16)
-    assert len(features["input_ids"]) == len(example_index) > len(examples)  # long contexts are windowed
-    # Put all the logit mass on the labelled span: decoding must return each answer's text.
-    n_windows, length = len(example_index), len(inputs["input_ids"][0])
-    start_logits, end_logits = np.zeros((n_windows, length)), np.zeros((n_windows, length))
-    cls_index = 0
-    for window, (s, e) in enumerate(zip(features["start_positions"], features["end_positions"])):
-        if s != cls_index:
-            start_logits[window, s] = end_logits[window, e] = 10.0
-    predictions = decode_answers(examples, example_index, offsets, start_logits, end_logits,
-                                 n_best=5, max_answer_length=10)
-    for example in examples:
-        assert predictions[example["id"]] == example["answers"]["text"][0]
 
 
 def test_parameter_accounting_names_the_task_head(tiny_model_dir):

@@ -96,3 +96,23 @@ def test_download_model_saves_the_base_encoder_that_fine_tuning_reads(family_mod
     encoder = f"{model.base_model_prefix}."
     assert info["missing_keys"] and not [k for k in info["missing_keys"] if k.startswith(encoder)]  # the head only
     assert not info["unexpected_keys"]
+
+
+def test_a_bert_checkpoint_with_its_pretraining_heads_reaches_the_parameter_report(tmp_path):
+    """BertForPreTraining (MLM + next-sentence heads), as the Hub's bert-base-* are saved: the
+    downloaded folder is the encoder, which the parameter report reads as it is."""
+    from transformers import BertConfig, BertForPreTraining
+
+    from bertflow.params_report import parameter_report
+
+    from support.families import family_tokenizer
+
+    tokenizer = family_tokenizer("bert")
+    hub = BertForPreTraining(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64))
+    hub.save_pretrained(tmp_path / "hub")
+    tokenizer.save_pretrained(tmp_path / "hub")
+    download_model(str(tmp_path / "hub"), str(tmp_path / "baseline"))
+    report = parameter_report(tmp_path / "baseline", name="bert")
+    assert report["parameters"]["total"] == sum(p.numel() for p in hub.bert.parameters())
+    assert report["parameters"]["head"] == 0
