@@ -11,6 +11,8 @@ import pytest
 from support.families import FAMILIES, family_model
 from support.workflow import snakemake, write_config
 
+pytestmark = pytest.mark.slow  # an end-to-end workflow run
+
 UNPADDED = {"bert", "roberta", "xlm-roberta", "electra"}  # unpad: auto on CPU
 
 
