@@ -1,5 +1,5 @@
 """Stage: save a baseline model from the Hub with save_pretrained (local rule, needs network)."""
-from bertflow.finetune import download_model
+from bertflow.models import download_model
 from bertflow.stage import stage
 
 with stage(snakemake, network=True):

@@ -29,3 +29,13 @@ def tiny_run_copy(tiny_run, tmp_path) -> Path:
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run, workdir, symlinks=True)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict[str, str]:
+    """Family name -> folder of a tiny random-weight model of that family with its own tokenizer
+    (tests/support/families.py), built once per test session."""
+    from support.families import FAMILIES, family_model
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: family_model(family, str(root)) for family in FAMILIES}

@@ -163,7 +163,7 @@ def test_cuda_check_reports_what_torch_said(monkeypatch):
         checks.check_device("cuda")
 
 
-# ----------------------------------------------------------------------------- non-BERT baselines
+# ----------------------------------------------------------------------------- baselines that are not encoders
 
 
 def test_local_gpt2_baseline_is_rejected_when_the_workflow_starts(tmp_path):
@@ -172,13 +172,15 @@ def test_local_gpt2_baseline_is_rejected_when_the_workflow_starts(tmp_path):
     rc, out = dry_run(tmp_path, configfile=config)
     assert rc != 0
     assert "finetune.baselines.gpt:" in out and "has model_type 'gpt2'" in out
-    assert "supports model_type bert" in out
+    assert "a decoder-only model; fine-tuning takes an encoder with an AutoModelForSequenceClassification" in out
 
 
 @pytest.mark.parametrize("folder_kwargs, expected", [
     ({"tokenizer": False}, "has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)"),
-    ({"max_position_embeddings": 64}, "finetune.squad.max_length 96 exceeds the model's max_position_embeddings 64"),
-    ({"model_type": "roberta"}, "has model_type 'roberta'"),
+    ({"max_position_embeddings": 64}, "finetune.squad.max_length 96 exceeds the model's 64 positions"),
+    ({"model_type": "gpt_neo"}, "has model_type 'gpt_neo', a decoder-only model"),
+    ({"model_type": "t5"}, "has model_type 't5', an encoder-decoder model"),
+    ({"model_type": "clip"}, "has model_type 'clip', which has no AutoModelForSequenceClassification class"),
 ])
 def test_local_baseline_folder_problems(tmp_path, folder_kwargs, expected):
     folder = model_folder(tmp_path / "mine", **folder_kwargs)
@@ -196,12 +198,12 @@ def test_baseline_folder_without_config_or_with_broken_json(tmp_path):
     assert "config.json is not valid JSON" in checks.model_folder_problems(str(broken), "k")[0]
 
 
-def test_finetune_job_rejects_a_non_bert_folder_before_reading_weights(tmp_path):
+def test_finetune_job_rejects_a_decoder_only_folder_before_reading_weights(tmp_path):
     """A Hub baseline exists only after download_model: the finetune job checks it first."""
     from bertflow.finetune import load_task_model
 
     folder = model_folder(tmp_path / "downloaded", model_type="gpt2")  # no weights at all
-    with pytest.raises(DataError, match="has model_type 'gpt2'; fine-tuning supports model_type bert"):
+    with pytest.raises(DataError, match="has model_type 'gpt2', a decoder-only model; fine-tuning takes an encoder"):
         load_task_model("sst2", str(folder))
 
 
@@ -209,20 +211,20 @@ def test_finetune_job_checks_a_downloaded_model_s_positions(tmp_path):
     from bertflow.finetune import load_task_model
 
     folder = model_folder(tmp_path / "downloaded", max_position_embeddings=64)  # no weights at all
-    with pytest.raises(DataError, match="finetune.squad.max_length 96 exceeds the model's max_position_embeddings 64"):
+    with pytest.raises(DataError, match="finetune.squad.max_length 96 exceeds the model's 64 positions"):
         load_task_model("squad", str(folder), max_length=96)
 
 
-def test_download_model_rejects_a_non_bert_repo_before_the_weights(monkeypatch, tmp_path):
+def test_download_model_rejects_a_decoder_only_repo_before_the_weights(monkeypatch, tmp_path):
     import transformers
     from transformers import GPT2Config
 
-    from bertflow.finetune import download_model
+    from bertflow.models import download_model
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda *a, **k: GPT2Config())
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
                         lambda *a, **k: pytest.fail("downloaded more than config.json"))
-    with pytest.raises(ConfigError, match="openai-community/gpt2 has model_type 'gpt2'"):
+    with pytest.raises(ConfigError, match="openai-community/gpt2 has model_type 'gpt2', a decoder-only model"):
         download_model("openai-community/gpt2", str(tmp_path / "out"))
 
 

@@ -55,24 +55,42 @@ def test_dynamic_padding_gives_the_results_of_full_padding(task, metric, model_d
 
 @pytest.mark.parametrize("task", ["sst2", "squad"])
 def test_unpadded_encoder_trains_as_the_padded_forward(task, model_dir, data, tmp_path):
-    """unpad (the default) skips the padding and, for SST-2, all but the [CLS] row in the last
+    """unpad (auto, the default, for BERT on CPU) skips the padding and, for SST-2, all but the [CLS] row in the last
     layer: with dropout off, the padded forward's losses and predictions (tests/test_unpadding.py
     compares logits and gradients; SQuAD's loss and answers leave padding out)."""
     padded = run(task, model_dir, data, tmp_path / "padded", unpad=False)
     unpadded = run(task, model_dir, data, tmp_path / "unpadded")
-    assert unpadded["settings"]["unpad"] is True and padded["settings"]["unpad"] is False
+    assert unpadded["unpadded"] is True and padded["unpadded"] is False
     for old, new in zip(padded["epochs"], unpadded["epochs"]):
         assert new["train_loss"] == pytest.approx(old["train_loss"], rel=1e-4)
     assert read_json(tmp_path / "unpadded" / "predictions.json") == read_json(tmp_path / "padded" / "predictions.json")
 
 
-def test_unpad_refuses_a_model_it_cannot_read(model_dir, data, tmp_path):
+def test_unpad_true_refuses_a_model_it_cannot_read_and_auto_takes_the_padded_forward(model_dir, data, tmp_path):
     chunked = tmp_path / "chunked"
     shutil.copytree(model_dir, chunked)
     config = json.loads((chunked / "config.json").read_text())
-    (chunked / "config.json").write_text(json.dumps({**config, "chunk_size_feed_forward": 4}))
-    with pytest.raises(ConfigError, match=r"finetune.sst2.unpad: .*set unpad: false"):
-        run("sst2", str(chunked), data, tmp_path / "out")
+    (chunked / "config.json").write_text(json.dumps({**config, "chunk_size_feed_forward": 1}))
+    with pytest.raises(ConfigError, match=r"finetune.sst2.unpad is true but this bert sets chunk_size_feed_forward"):
+        run("sst2", str(chunked), data, tmp_path / "out", unpad=True)
+    assert run("sst2", str(chunked), data, tmp_path / "auto", epochs=1)["unpadded"] is False
+
+
+def test_unpad_auto_takes_the_padded_forward_on_cuda_and_says_why():
+    from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForMaskedLM
+
+    bert = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=32))
+    assert ft.unpad_decision("auto", bert, "cpu", "finetune.sst2")[0] is True
+    unpadded, why = ft.unpad_decision("auto", bert, "cuda", "finetune.sst2")
+    assert not unpadded and "CUDA" in why
+    assert ft.unpad_decision(True, bert, "cuda", "finetune.sst2")[0] is True
+    distilbert = DistilBertForMaskedLM(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32))
+    unpadded, why = ft.unpad_decision("auto", distilbert, "cpu", "finetune.squad")
+    assert not unpadded and "not 'distilbert'" in why
+    with pytest.raises(ConfigError, match="finetune.squad.unpad is true but the unpadded encoder serves model_type "
+                                          "bert / roberta / xlm-roberta / electra"):
+        ft.unpad_decision(True, distilbert, "cpu", "finetune.squad")
 
 
 def test_squad_loss_leaves_padding_out():

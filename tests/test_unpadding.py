@@ -1,5 +1,6 @@
-"""The unpadded encoder (bertflow.unpadding) computes what transformers' padded BertModel computes
-at every real token, forward and backward, and leaves the model as it found it.
+"""The unpadded encoder (bertflow.unpadding) computes what transformers' padded forward computes
+at every real token, forward and backward, for every family it serves (BERT, RoBERTa, XLM-R,
+ELECTRA with factorised embeddings), and leaves the model as it found it.
 
 On the CPU by default; `BERTFLOW_TEST_DEVICE=cuda` runs the same checks on a GPU (the device
 script's `unpad_check`, profiles/airgapped/gpu_sweeps.sh)."""
@@ -10,6 +11,7 @@ import os
 
 import pytest
 import torch
+import transformers
 from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
 
 from bertflow.unpadding import ROW_ATTENTION_MIN_WIDTH, Unpadding, restore_encoder, supports_unpadding, unpad_encoder
@@ -20,34 +22,52 @@ NARROW = {"lengths": (5, 17, 9, 3, 17, 12), "width": 17}  # attention on the pad
 WIDE = {"lengths": (5, 150, 90, 3, 130, 12), "width": 150}  # on CPU: attention row by row
 assert NARROW["width"] < ROW_ATTENTION_MIN_WIDTH <= WIDE["width"]
 DEVICE = torch.device(os.environ.get("BERTFLOW_TEST_DEVICE", "cpu"))
+# The families the unpadded encoder serves: config class and extra config. RoBERTa and XLM-R pad with
+# id 1 and count positions from 2 (max_position_embeddings + 2), with one token type; ELECTRA's
+# embeddings are narrower than its layers (embeddings_project).
+FAMILIES = {
+    "bert": ("Bert", {}),
+    "roberta": ("Roberta", {"pad_token_id": 1, "max_position_embeddings": 162, "type_vocab_size": 1}),
+    "xlm-roberta": ("XLMRoberta", {"pad_token_id": 1, "max_position_embeddings": 162, "type_vocab_size": 1}),
+    "electra": ("Electra", {"embedding_size": 16}),
+}
 
 
-def padded_batch(lengths=(5, 17, 9, 3, 17, 12), width=17, device=DEVICE):
+def padded_batch(lengths=(5, 17, 9, 3, 17, 12), width=17, device=DEVICE, family="bert"):
     generator = torch.Generator().manual_seed(0)
     lengths = torch.tensor(lengths)
     mask = (torch.arange(width) < lengths[:, None]).long()
-    ids = torch.randint(5, 200, (len(lengths), width), generator=generator) * mask
-    token_types = (torch.arange(width) >= 4).long() * mask  # a question/context split, as in SQuAD
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "token_type_ids": token_types.to(device)}
+    pad_id = FAMILIES[family][1].get("pad_token_id", 0)
+    ids = torch.randint(5, 200, (len(lengths), width), generator=generator) * mask + pad_id * (1 - mask)
+    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    if FAMILIES[family][1].get("type_vocab_size", 2) > 1:  # a question/context split, as in SQuAD
+        batch["token_type_ids"] = ((torch.arange(width) >= 4).long() * mask).to(device)
+    return batch
 
 
-def model(cls, **config):
+def model(cls, family="bert", **config):
+    """`cls`: the BERT task class (BertForSequenceClassification / ...); the family's own is built."""
+    prefix, extra = FAMILIES[family]
+    config_class = getattr(transformers, f"{prefix}Config")
+    cls = getattr(transformers, cls.__name__.replace("Bert", prefix, 1))
     torch.manual_seed(0)
-    built = cls(BertConfig(**CONFIG, **config)).eval()
-    if cls is BertForQuestionAnswering:  # a nonzero bias: padding positions must score exactly it
+    built = cls(config_class(**{**CONFIG, **extra, **config})).eval()
+    if cls.__name__.endswith("ForQuestionAnswering"):  # a nonzero bias: padding positions must score exactly it
         torch.nn.init.normal_(built.qa_outputs.bias)
     return built.to(DEVICE)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("shape", [NARROW, WIDE], ids=["narrow", "wide"])
 @pytest.mark.parametrize("pooled_only", [True, False])
-def test_sequence_classification_logits_and_gradients_match_the_padded_forward(pooled_only, shape):
-    batch, labels = padded_batch(**shape), torch.tensor([0, 1, 1, 0, 1, 0], device=DEVICE)
-    padded = model(BertForSequenceClassification, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+def test_sequence_classification_logits_and_gradients_match_the_padded_forward(pooled_only, shape, family):
+    batch, labels = padded_batch(**shape, family=family), torch.tensor([0, 1, 1, 0, 1, 0], device=DEVICE)
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    padded = model(BertForSequenceClassification, family, **no_dropout)
     padded.train()  # gradients through every module; dropout is off, so both sides are deterministic
     reference = padded(**batch, labels=labels)
     reference.loss.backward()
-    unpadded = model(BertForSequenceClassification, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    unpadded = model(BertForSequenceClassification, family, **no_dropout)
     unpadded.train()
     unpad_encoder(unpadded, pooled_only=pooled_only)
     output = unpadded(**batch, labels=labels)
@@ -59,10 +79,11 @@ def test_sequence_classification_logits_and_gradients_match_the_padded_forward(p
         torch.testing.assert_close(gradients[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("shape", [NARROW, WIDE], ids=["narrow", "wide"])
-def test_question_answering_scores_match_at_real_tokens_and_padding_scores_the_bias(shape):
-    batch = padded_batch(**shape)
-    padded = model(BertForQuestionAnswering)
+def test_question_answering_scores_match_at_real_tokens_and_padding_scores_the_bias(shape, family):
+    batch = padded_batch(**shape, family=family)
+    padded = model(BertForQuestionAnswering, family)
     reference = padded(**batch)
     unpad_encoder(padded)
     output = padded(**batch)
@@ -110,12 +131,13 @@ def test_other_calls_take_the_padded_forward_and_restore_gives_it_back():
 
 
 def test_models_it_cannot_read_are_refused():
-    from transformers import RobertaConfig, RobertaForSequenceClassification
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    roberta = RobertaForSequenceClassification(RobertaConfig(**CONFIG))
-    assert not supports_unpadding(roberta)
-    with pytest.raises(ValueError, match="encoder-only BERT"):
-        unpad_encoder(roberta)
+    distilbert = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=200, dim=32, n_layers=1, n_heads=2,
+                                                                      hidden_dim=64))
+    assert not supports_unpadding(distilbert)
+    with pytest.raises(ValueError, match="serves model_type bert / roberta / xlm-roberta / electra.*not 'distilbert'"):
+        unpad_encoder(distilbert)
     assert not supports_unpadding(BertForSequenceClassification(BertConfig(**CONFIG, chunk_size_feed_forward=4)))
 
 

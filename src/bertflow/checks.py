@@ -2,7 +2,7 @@
 
 rules/common.smk calls `coerce_overrides` and then `complete_config` (schema validation, defaults,
 `check_config`), so that inconsistent settings (a sequence longer than the model's positions, a stride not below
-its window, a GPT-2 folder as a BERT baseline, ...) fail before the first job, with every problem
+its window, a GPT-2 folder as a baseline, ...) fail before the first job, with every problem
 named by its config key. `check_device` runs from `onstart` (see rules/common.smk for why).
 The stages repeat the checks that need data or a downloaded model, so nothing relies on this
 module alone. Light imports only: the workflow parses on every `snakemake` call.
@@ -11,7 +11,10 @@ module alone. Light imports only: the workflow parses on every `snakemake` call.
 
 from __future__ import annotations
 
+import ast
+import functools
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -26,9 +29,19 @@ from .tokenizer import BERT_ROLES
 
 # BertConfig's default, which pretrain.build_model uses when pretrain.model does not set it.
 DEFAULT_MAX_POSITIONS = 512
-# The fine-tuning inputs are built the BERT way ([CLS] a [SEP] b [SEP] with token type ids) and the
-# parameter report names BERT's modules: other architectures would train on garbage or crash late.
-SUPPORTED_MODEL_TYPES = ("bert",)
+# The transformers auto classes a task's model is made with (their model_type -> class name mappings).
+TASK_MAPPINGS = {"sst2": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+                 "squad": "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES"}
+# Special tokens a task's inputs need: padding for every batch; QA windows are built in the
+# tokenizer's pair template and label an answer outside the window at the CLS token.
+TASK_SPECIAL_TOKENS = {"sst2": ("pad_token",), "squad": ("pad_token", "cls_token", "sep_token")}
+# Families whose position ids count from pad_token_id + 1, so that max_position_embeddings holds
+# pad_token_id + 1 positions fewer than it says (roberta-base: 514, of which 512 usable).
+POSITIONS_AFTER_PAD = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod",
+                       "roberta-prelayernorm")
+# Families whose layers the unpadded encoder (bertflow.unpadding) serves: BERT's layer layout
+# (BertLayer's attention.self / attention.output / intermediate / output) with absolute positions.
+UNPADDED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 TASKS = ("sst2", "squad")
 # The workflow's config folder (the defaults file and the schema) in a source checkout.
@@ -279,7 +292,8 @@ def finetune_problems(finetune: dict, positions: int) -> list[str]:
         folder = os.path.expanduser(source)
         if os.path.isdir(folder):
             problems += model_folder_problems(folder, f"finetune.baselines.{name}",
-                                              {task: finetune[task]["max_length"] for task in TASKS})
+                                              {task: finetune[task]["max_length"] for task in TASKS},
+                                              {task: finetune[task]["unpad"] for task in TASKS})
     return problems
 
 
@@ -346,9 +360,102 @@ def model_name_problems(config: dict) -> list[str]:
 # ----------------------------------------------------------------------------- model folders
 
 
-def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | None = None) -> list[str]:
-    """What keeps a model folder from being fine-tuned here: no config.json, a non-BERT
-    architecture, no tokenizer, fewer positions than a task's max_length."""
+@functools.cache
+def auto_model_types(mapping: str) -> frozenset[str]:
+    """The model types of one of transformers' auto mappings (MODEL_FOR_..._MAPPING_NAMES), read from
+    the source of transformers.models.auto.modeling_auto: importing it takes seconds (torch,
+    generation), too long for every `snakemake` call. tests/test_families.py checks that this reading
+    equals the imported mapping."""
+    spec = importlib.util.find_spec("transformers")
+    source = Path(spec.origin).parent / "models" / "auto" / "modeling_auto.py"
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == mapping for t in node.targets):
+            pairs = node.value.args[0].elts  # OrderedDict([("bert", "BertFor..."), ...])
+            return frozenset(pair.elts[0].value for pair in pairs)
+    raise ConfigError(f"transformers {source}: no {mapping}; this transformers version is not supported")
+
+
+def model_type_problems(model_config: dict, source: str, key: str, tasks) -> list[str]:
+    """A model type fine-tuning cannot make a task model of: no transformers auto class for the task,
+    a decoder-only or encoder-decoder model."""
+    model_type = model_config.get("model_type")
+    accepted = "an encoder with an AutoModelForSequenceClassification / AutoModelForQuestionAnswering class"
+    if model_config.get("is_decoder") or (model_type in auto_model_types("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")
+                                          and model_type not in auto_model_types("MODEL_FOR_MASKED_LM_MAPPING_NAMES")):
+        return [f"{key}: {source} has model_type {model_type!r}, a decoder-only model; fine-tuning takes {accepted} "
+                "(BERT, RoBERTa, ELECTRA, DeBERTa, ModernBERT, ...)"]
+    if model_config.get("is_encoder_decoder") or model_type in auto_model_types(
+            "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"):
+        return [f"{key}: {source} has model_type {model_type!r}, an encoder-decoder model; fine-tuning takes "
+                f"{accepted}"]
+    classes = {"sst2": "AutoModelForSequenceClassification", "squad": "AutoModelForQuestionAnswering"}
+    return [f"{key}: {source} has model_type {model_type!r}, which has no {classes[task]} class in transformers "
+            f"(finetune.{task}); fine-tuning takes {accepted}"
+            for task in tasks if model_type not in auto_model_types(TASK_MAPPINGS[task])]
+
+
+def usable_positions(model_config: dict) -> int | None:
+    """The longest input the model's position embeddings take; None: no absolute positions
+    (DeBERTa-v2/v3 with relative positions only)."""
+    if model_config.get("model_type") == "deberta-v2" and not model_config.get("position_biased_input", True):
+        return None
+    positions = model_config.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)
+    if model_config.get("model_type") in POSITIONS_AFTER_PAD:
+        positions -= (model_config.get("pad_token_id") or 0) + 1
+    return positions
+
+
+def tokenizer_problems(key: str, source: str, tokenizer_size: int, special_tokens: dict, vocab_size: int,
+                       tasks) -> list[str]:
+    """A tokenizer that does not belong to the model: ids beyond its embedding rows, or without the
+    special tokens a task's inputs need (`special_tokens`: role -> token or None)."""
+    problems = []
+    if tokenizer_size > vocab_size:
+        problems.append(f"{key}: {source} has {tokenizer_size} tokens but the model's embedding has {vocab_size} "
+                        "rows (config.json vocab_size); the tokenizer does not belong to this model")
+    for task in tasks:
+        missing = [role for role in TASK_SPECIAL_TOKENS[task] if not special_tokens.get(role)]
+        if missing:
+            problems.append(f"{key}: {source} has no {' / '.join(missing)}, which finetune.{task} needs "
+                            f"(expected the tokenizer's {' and '.join(TASK_SPECIAL_TOKENS[task])})")
+    return problems
+
+
+def saved_tokenizer_problems(folder: str, key: str, vocab_size: int, tasks) -> list[str]:
+    """tokenizer_problems from the saved files (tokenizer.json, tokenizer_config.json), without
+    loading the tokenizer; a folder with other tokenizer files is checked when the stage loads it."""
+    json_path = Path(folder, "tokenizer.json")
+    if not json_path.is_file():
+        return []
+    settings = {}
+    try:
+        definition = json.loads(json_path.read_text(encoding="utf-8"))
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):  # older folders: the map only
+            if Path(folder, name).is_file():
+                settings.update(json.loads(Path(folder, name).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return [f"{key}: a tokenizer file in {folder} is not valid JSON ({err})"]
+    vocab = definition.get("model", {}).get("vocab") or {}
+    tokens = set(vocab) if isinstance(vocab, dict) else {piece for piece, _ in vocab}
+    ids = [*vocab.values()] if isinstance(vocab, dict) else [len(vocab) - 1]
+    for added in definition.get("added_tokens", []):
+        tokens.add(added["content"])
+        ids.append(added["id"])
+    special = {}
+    for role in ("pad_token", "cls_token", "sep_token", "mask_token"):
+        token = settings.get(role)
+        token = token.get("content") if isinstance(token, dict) else token
+        special[role] = token if token in tokens else None
+    return tokenizer_problems(key, str(json_path), max(ids, default=-1) + 1, special, vocab_size, tasks)
+
+
+def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | None = None,
+                          unpad: dict[str, object] | None = None, tasks=None) -> list[str]:
+    """What keeps a model folder from being fine-tuned here: no config.json, a model type without the
+    tasks' auto classes (decoder-only, encoder-decoder), no tokenizer or one that does not match the
+    model, fewer positions than a task's max_length, `unpad: true` (per task in `unpad`) for a family
+    the unpadded encoder does not serve. `tasks`: those the model is for (default: those of
+    `max_lengths`, else all)."""
     config_path = Path(folder, "config.json")
     if not config_path.is_file():
         return [f"{key}: {folder} has no config.json; expected a model folder (save_pretrained)"]
@@ -356,37 +463,54 @@ def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | N
         model_config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         return [f"{key}: {config_path} is not valid JSON ({err})"]
-    problems = []
-    model_type = model_config.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        problems.append(unsupported_model_message(key, str(config_path), model_type))
+    tasks = list(tasks or max_lengths or TASKS)
+    problems = model_type_problems(model_config, str(config_path), key, tasks)
+    if problems:
+        return problems
     if not any(Path(folder, name).is_file() for name in TOKENIZER_FILES):
         problems.append(f"{key}: {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the "
                         "tokenizer next to the model (tokenizer.save_pretrained)")
-    positions = model_config.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)
+    problems += saved_tokenizer_problems(folder, key, model_config.get("vocab_size", 0), tasks)
+    positions = usable_positions(model_config)
     for task, max_length in (max_lengths or {}).items():
-        if max_length > positions:
-            problems.append(f"{key}: finetune.{task}.max_length {max_length} exceeds the model's "
-                            f"max_position_embeddings {positions} ({config_path}); lower max_length")
+        if positions is not None and max_length > positions:
+            problems.append(f"{key}: finetune.{task}.max_length {max_length} exceeds the model's {positions} "
+                            f"positions (max_position_embeddings in {config_path}); lower max_length")
+    for task, setting in (unpad or {}).items():
+        refusal = unpadding_refusal(model_config)
+        if setting is True and refusal:
+            problems.append(f"{key}: finetune.{task}.unpad is true but {refusal}; set unpad: auto or false")
     return problems
 
 
-def unsupported_model_message(key: str, source: str, model_type) -> str:
-    return (f"{key}: {source} has model_type {model_type!r}; fine-tuning supports model_type "
-            f"{' / '.join(SUPPORTED_MODEL_TYPES)} (BERT-family encoders: inputs are built as "
-            "[CLS] a [SEP] b [SEP] with token type ids)")
+def unpadding_refusal(model_config: dict) -> str | None:
+    """Why the unpadded encoder cannot serve this model (None: it can)."""
+    model_type = model_config.get("model_type")
+    if model_type not in UNPADDED_MODEL_TYPES:
+        return (f"the unpadded encoder serves model_type {' / '.join(UNPADDED_MODEL_TYPES)} (BERT's layer layout), "
+                f"not {model_type!r}")
+    if model_config.get("is_decoder") or model_config.get("add_cross_attention"):
+        return f"this {model_type} is a decoder (is_decoder / add_cross_attention)"
+    if model_config.get("chunk_size_feed_forward"):
+        return f"this {model_type} sets chunk_size_feed_forward (feed-forward in chunks)"
+    if model_config.get("position_embedding_type", "absolute") != "absolute":
+        return f"this {model_type} has {model_config['position_embedding_type']} position embeddings, not absolute"
+    return None
 
 
-def require_supported_model(folder: str, key: str = "model", max_lengths: dict[str, int] | None = None) -> None:
+def require_supported_model(folder: str, key: str = "model", max_lengths: dict[str, int] | None = None,
+                            tasks=None) -> None:
     """Job-time check of a model folder (a Hub baseline exists only after download_model)."""
-    problems = model_folder_problems(folder, key, max_lengths)
+    problems = model_folder_problems(folder, key, max_lengths, tasks=tasks)
     if problems:
         raise DataError("; ".join(problems))
 
 
-def require_supported_model_type(model_type, source: str, key: str = "model") -> None:
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(unsupported_model_message(key, source, model_type))
+def require_supported_model_type(model_config: dict, source: str, key: str = "model") -> None:
+    """A Hub model's config.json, before its weights are downloaded."""
+    problems = model_type_problems(model_config, source, key, TASKS)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 # ----------------------------------------------------------------------------- device

@@ -3,7 +3,7 @@
 One loop for both (AdamW, linear warmup/decay, bf16 autocast on GPU, Accelerate for device and
 DDP), evaluated after every epoch on the validation split, as run_glue.py / run_qa.py do with
 `--do_eval --eval_strategy epoch`. The model source is any local model folder: our pretrained
-model, a baseline folder, or a Hub model downloaded by the `download_model` rule.
+model, a baseline folder, or a Hub model downloaded by the `download_model` rule (bertflow.models).
 
 Interruption: with a checkpoint folder (the workflow gives one), a checkpoint (model, optimizer,
 scheduler, RNG, the epochs' rows and the position in the epoch) is written after every epoch but the
@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from .checkpoints import StopRequested, load_training_state, save_training_state, stop_agreed, stop_on_signals
-from .checks import require_supported_model, require_supported_model_type
+from .checks import require_supported_model, tokenizer_problems, unpadding_refusal
 from .distributed import spec_main, world_size
 from .errors import ConfigError, DataError
+from .inputs import uses_token_types
 from .io import save_tokenizer, write_json, write_text
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
@@ -65,7 +66,7 @@ class FinetuneSettings:
     precision: str = "auto"
     dynamic_padding: bool = True
     group_by_length: bool = False
-    unpad: bool = True
+    unpad: bool | str = "auto"
 
     @classmethod
     def from_config(cls, section: dict, where: str = "finetune") -> "FinetuneSettings":
@@ -82,7 +83,7 @@ def load_task_model(task: str, model_dir: str, max_length: int | None = None):
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
     # Before any weight is read: a GPT-2 folder, or a Hub baseline with fewer positions than max_length.
-    require_supported_model(model_dir, max_lengths={task: max_length} if max_length else None)
+    require_supported_model(model_dir, max_lengths={task: max_length} if max_length else None, tasks=[task])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if task == "sst2":
         model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -90,12 +91,30 @@ def load_task_model(task: str, model_dir: str, max_length: int | None = None):
             output_loading_info=True)
     else:
         model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True)
-    if len(tokenizer) > model.config.vocab_size:
-        raise DataError(
-            f"{model_dir}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
-            f"{model.config.vocab_size} rows; the tokenizer does not belong to this model"
-        )
+    special = {role: getattr(tokenizer, role) for role in ("pad_token", "cls_token", "sep_token")}
+    problems = tokenizer_problems(model_dir, "its tokenizer", len(tokenizer), special, model.config.vocab_size, [task])
+    if problems:
+        raise DataError("; ".join(problems))
     return model, tokenizer, info
+
+
+def unpad_decision(setting, model, device_type: str, where: str) -> tuple[bool, str]:
+    """Whether the encoder runs unpadded, and why. `auto`: where the unpadded encoder serves the
+    model's family and not on CUDA, where its equality checks have not run yet; `true` on a model it
+    cannot serve is a ConfigError naming the family."""
+    refusal = unpadding_refusal(model.config.to_dict())
+    if setting is False:
+        return False, "unpad: false"
+    if setting is True:
+        if refusal:
+            raise ConfigError(f"{where}.unpad is true but {refusal}; set unpad: auto or false")
+        return True, "unpad: true"
+    if refusal:
+        return False, f"unpad: auto and {refusal}"
+    if device_type == "cuda":
+        return False, ("unpad: auto on CUDA, where the unpadded encoder's equality checks "
+                       "(tests/test_unpadding.py) have not run yet; set unpad: true to use it")
+    return True, f"unpad: auto and the unpadded encoder serves model_type {model.config.model_type!r}"
 
 
 def checkpoint_sizes(model_dir: str) -> dict[str, int]:
@@ -135,25 +154,6 @@ def parameter_accounting(model_dir: str, model, loading_info: dict) -> dict:
     }
 
 
-def download_model(repo_id: str, out_dir: str, revision: str | None = None) -> None:
-    """Save a Hub model (weights as safetensors) and its tokenizer with save_pretrained (local rule).
-
-    Loading with the pretraining head kept when the architecture has one, so the parameter report
-    can say what fine-tuning drops; only the files a fine-tune needs are written (no TF/Flax copies).
-    """
-    from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoTokenizer
-
-    log.info("downloading model %s (revision %s)", repo_id, revision)
-    config = AutoConfig.from_pretrained(repo_id, revision=revision)  # config.json only, before the weights
-    require_supported_model_type(config.model_type, repo_id)
-    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
-    try:
-        model = AutoModelForPreTraining.from_pretrained(repo_id, revision=revision)
-    except ValueError:  # no pretraining head registered for this architecture
-        model = AutoModel.from_pretrained(repo_id, revision=revision)
-    save_model(model, tokenizer, Path(out_dir))
-
-
 # ----------------------------------------------------------------------------- tasks
 
 SST2_LABELS = {0: "negative", 1: "positive"}
@@ -164,19 +164,21 @@ class Sst2:
     sequence_outputs: tuple[str, ...] = ()
     pooled_only = True  # the head reads the [CLS] row only
 
-    def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
+    def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str,
+                 token_types: bool = True):
         from .task_data import read_sst2_tsv
 
         self.train = read_sst2_tsv(train_file)[: settings.max_train_samples]
         self.validation = read_sst2_tsv(validation_file)[: settings.max_eval_samples]
-        self.tokenizer, self.settings = tokenizer, settings
+        self.tokenizer, self.settings, self.token_types = tokenizer, settings, token_types
         self.files = (train_file, validation_file)
 
     def _encode(self, rows):
+        from .inputs import encode_texts
+
         # Padded to the longest sentence of the split only; batches are cut to their own longest.
-        enc = self.tokenizer([s for s, _ in rows], truncation=True, max_length=self.settings.max_length,
-                             padding="longest", return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return encode_texts(self.tokenizer, [s for s, _ in rows], None, self.settings.max_length,
+                            token_types=self.token_types)
 
     def build_features(self) -> dict[str, dict]:
         return {"train": {**self._encode(self.train), "labels": torch.tensor([label for _, label in self.train])},
@@ -202,7 +204,8 @@ class Squad:
     sequence_outputs = ("start_logits", "end_logits")  # one score per token: padded back to full width
     pooled_only = False
 
-    def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str):
+    def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str,
+                 token_types: bool = True):
         from .task_data import read_squad_json, squad_examples, squad_is_v2
 
         # The prepared files' `version` says v1.1 or v2.0 (finetune.squad.version_2_with_negative).
@@ -210,15 +213,16 @@ class Squad:
         self.version_2 = squad_is_v2(validation)
         self.train = squad_examples(read_squad_json(train_file, self.version_2))[: settings.max_train_samples]
         self.validation = squad_examples(validation)[: settings.max_eval_samples]
-        self.tokenizer, self.settings = tokenizer, settings
+        self.tokenizer, self.settings, self.token_types = tokenizer, settings, token_types
         self.files = (train_file, validation_file)
 
     def build_features(self) -> dict[str, dict]:
         from .qa import eval_features, train_features
 
         s = self.settings
-        train = train_features(self.tokenizer, self.train, s.max_length, s.doc_stride)
-        inputs, example_index, offsets = eval_features(self.tokenizer, self.validation, s.max_length, s.doc_stride)
+        train = train_features(self.tokenizer, self.train, s.max_length, s.doc_stride, self.token_types)
+        inputs, example_index, offsets = eval_features(self.tokenizer, self.validation, s.max_length, s.doc_stride,
+                                                       self.token_types)
         return {"train": {k: torch.tensor(v) for k, v in train.items()},
                 "eval": {k: torch.tensor(v) for k, v in inputs.items()},
                 "decode": {"example_index": torch.tensor(example_index), "offsets": torch.from_numpy(offsets)}}
@@ -274,7 +278,7 @@ TASKS = {"sst2": Sst2, "squad": Squad}
 
 # What a cached feature file depends on besides the tokenizer and the data files; bump
 # FEATURES_FORMAT when the feature code changes what it produces.
-FEATURES_FORMAT = 2
+FEATURES_FORMAT = 3
 FEATURE_SETTINGS = ("max_length", "doc_stride", "max_train_samples", "max_eval_samples")
 
 
@@ -293,7 +297,7 @@ def features_key(task) -> str:
     from .hub import sha256_file
 
     spec = {
-        "format": FEATURES_FORMAT, "task": task.name,
+        "format": FEATURES_FORMAT, "task": task.name, "token_types": task.token_types,
         "tokenizer": tokenizer_digest(task.tokenizer),
         "files": [sha256_file(path) for path in task.files],
         "settings": {k: getattr(task.settings, k) for k in FEATURE_SETTINGS},
@@ -595,7 +599,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     torch.manual_seed(seed)  # the task head's initialisation
     model, tokenizer, loading_info = load_task_model(task, model_dir, settings.max_length)
     params = parameter_accounting(model_dir, model, loading_info)
-    task_data = TASKS[task](tokenizer, settings, train_file, validation_file)
+    task_data = TASKS[task](tokenizer, settings, train_file, validation_file, uses_token_types(model.config))
     features = load_features(task_data, features_cache)
     reduction = None
     if settings.reduce_vocab:
@@ -604,12 +608,11 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         used = torch.cat([features["train"]["input_ids"].flatten(), features["eval"]["input_ids"].flatten()]).unique()
         reduction = VocabReduction(model, used.tolist(), tokenizer.all_special_ids)
         reduction.apply()
-    if settings.unpad:
-        from .unpadding import supports_unpadding, unpad_encoder
+    unpadded, why = unpad_decision(settings.unpad, model, resolve_device(device), f"finetune.{task}")
+    log.info("%s: %s encoder (%s)", task, "unpadded" if unpadded else "the model's own padded", why)
+    if unpadded:
+        from .unpadding import unpad_encoder
 
-        if not supports_unpadding(model):
-            raise ConfigError(f"finetune.{task}.unpad: {model_dir} is not an encoder-only BERT with transformers' "
-                              "BertLayer (e.g. chunk_size_feed_forward is set); set unpad: false")
         unpad_encoder(model, pooled_only=task_data.pooled_only)
     fingerprint = run_fingerprint(task_data, settings, model_dir, seed, world_size()) if checkpoint_dir else ""
     tuner = FineTuner(task_data, model, settings, features=features, device=device, seed=seed, reduction=reduction,
@@ -630,7 +633,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     if not tuner.accelerator.is_main_process:
         return metrics
     model = tuner.accelerator.unwrap_model(tuner.model)
-    if settings.unpad:
+    if unpadded:
         from .unpadding import restore_encoder
 
         restore_encoder(model)
@@ -641,6 +644,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         "train_examples": len(task_data.train), "validation_examples": len(task_data.validation),
         "train_features": len(tuner.train_lengths), "validation_features": len(tuner.eval_lengths),
         "compute_precision": tuner.precision, "processes": tuner.world,
+        "unpadded": unpadded, "unpad_reason": why,
         "parameters": params,
         "settings": asdict(settings),
         "environment": environment_info(),
@@ -658,10 +662,12 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     return result
 
 
-def save_model(model, tokenizer, target: Path) -> None:
+def save_model(model, tokenizer, target: Path, state_dict: dict | None = None) -> None:
+    """save_pretrained of the model (`state_dict`: only these weights) and its tokenizer, written
+    beside `target` and renamed into place, so that a failed save leaves no half folder."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
+    model.save_pretrained(partial, state_dict=state_dict)
     save_tokenizer(tokenizer, partial)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)

@@ -15,12 +15,40 @@ import numpy as np
 from .errors import ConfigError
 
 
-class Windows:
-    """[CLS] question [SEP] context-window [SEP] [PAD]... per window, with offsets into the context
-    and sequence ids (None for special tokens, 0 question, 1 context), like a BatchEncoding."""
+class PairTemplate:
+    """Where the tokenizer's post-processor puts its special tokens around a (question, context)
+    pair, read off a probe pair's encoding: BERT `[CLS] q [SEP] c [SEP]`, RoBERTa
+    `<s> q </s></s> c </s>`, a tokenizer without a post-processor nothing. Each part is a list of
+    (token id, type id); `question_type` / `context_type` are the segments' type ids."""
 
-    def __init__(self):
-        self.columns = {"input_ids": [], "attention_mask": [], "token_type_ids": [], "offset_mapping": []}
+    def __init__(self, backend):
+        probe = backend.encode("a", "b", add_special_tokens=True)
+        parts: list[list[tuple[int, int]]] = [[], [], []]  # before the question, between, after the context
+        part = 0
+        self.question_type = self.context_type = 0
+        for token, type_id, sequence in zip(probe.ids, probe.type_ids, probe.sequence_ids):
+            if sequence is None:
+                parts[part].append((token, type_id))
+            elif sequence == 0:
+                part, self.question_type = 1, type_id
+            else:
+                part, self.context_type = 2, type_id
+        self.prefix, self.middle, self.suffix = parts
+
+    @property
+    def special_tokens(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+
+class Windows:
+    """question / context-window pairs in the tokenizer's own template, padded to `max_length` on
+    the tokenizer's padding side, with offsets into the context and sequence ids (None for special
+    tokens and padding, 0 question, 1 context), like a BatchEncoding."""
+
+    def __init__(self, tokenizer, template: PairTemplate, max_length: int, token_types: bool):
+        self.tokenizer, self.template, self.max_length = tokenizer, template, max_length
+        names = ["input_ids", "attention_mask", "offset_mapping"] + (["token_type_ids"] if token_types else [])
+        self.columns: dict[str, list] = {name: [] for name in names}
         self._sequence_ids: list[list] = []
         self.sample_of_window: list[int] = []
 
@@ -33,33 +61,61 @@ class Windows:
     def sequence_ids(self, window: int) -> list:
         return self._sequence_ids[window]
 
-    def add(self, sample: int, tokenizer, question: list[int], context, start: int, end: int, max_length: int):
-        ctx_ids, ctx_offsets = context.ids[start:end], context.offsets[start:end]
-        ids = [tokenizer.cls_token_id, *question, tokenizer.sep_token_id, *ctx_ids, tokenizer.sep_token_id]
-        pad = max_length - len(ids)
-        self.columns["input_ids"].append(ids + [tokenizer.pad_token_id] * pad)
-        self.columns["attention_mask"].append([1] * len(ids) + [0] * pad)
-        self.columns["token_type_ids"].append([0] * (len(question) + 2) + [1] * (len(ctx_ids) + 1) + [0] * pad)
-        self.columns["offset_mapping"].append(
-            [(0, 0)] * (len(question) + 2) + list(ctx_offsets) + [(0, 0)] * (pad + 1))
-        self._sequence_ids.append(
-            [None] + [0] * len(question) + [None] + [1] * len(ctx_ids) + [None] * (pad + 1))
+    def add(self, sample: int, question: list[int], context_ids: list[int], context_offsets: list) -> None:
+        t = self.template
+        parts = [  # (token ids, type ids, sequence id, offsets) of each part, in order
+            _special_part(t.prefix),
+            (question, [t.question_type] * len(question), 0, [(0, 0)] * len(question)),
+            _special_part(t.middle),
+            (context_ids, [t.context_type] * len(context_ids), 1, list(context_offsets)),
+            _special_part(t.suffix),
+        ]
+        real = sum(len(ids) for ids, *_ in parts)
+        pad = self.max_length - real
+        padding = ([self.tokenizer.pad_token_id] * pad, [0] * pad, None, [(0, 0)] * pad)
+        left = self.tokenizer.padding_side == "left"
+        parts = [padding, *parts] if left else [*parts, padding]
+        row = {name: [value for part in parts for value in part[column]]
+               for name, column in (("input_ids", 0), ("token_type_ids", 1), ("offset_mapping", 3))}
+        row["attention_mask"] = [0] * pad + [1] * real if left else [1] * real + [0] * pad
+        for name in self.columns:
+            self.columns[name].append(row[name])
+        self._sequence_ids.append([part[2] for part in parts for _ in part[0]])
         self.sample_of_window.append(sample)
 
 
-def _tokenize(tokenizer, examples: list[dict], max_length: int, doc_stride: int) -> Windows:
-    """Slide windows of the context's tokens, each overlapping the previous by `doc_stride`.
+def _special_part(tokens: list[tuple[int, int]]) -> tuple:
+    return [i for i, _ in tokens], [k for _, k in tokens], None, [(0, 0)] * len(tokens)
+
+
+def trimmed_offsets(text: str, offsets) -> list[tuple[int, int]]:
+    """Token spans without the whitespace a byte-level BPE or Metaspace token carries with it
+    (RoBERTa's `Ġparis` spans " paris"): an answer then starts and ends on its own characters."""
+    trimmed = []
+    for start, end in offsets:
+        while start < end and text[start].isspace():
+            start += 1
+        trimmed.append((start, end))
+    return trimmed
+
+
+def _tokenize(tokenizer, examples: list[dict], max_length: int, doc_stride: int,
+              token_types: bool = True) -> Windows:
+    """Slide windows of the context's tokens, each overlapping the previous by `doc_stride`, in
+    the tokenizer's pair template (`token_types`: keep token_type_ids, see bertflow.inputs).
 
     Built here rather than with `return_overflowing_tokens`: in transformers 5.17 / tokenizers
     0.23 that drops the end of long contexts of question/context pairs (seen with our WordPiece
     tokenizers), which silently removes answers from training and evaluation."""
     backend = tokenizer.backend_tokenizer
-    windows = Windows()
+    template = PairTemplate(backend)
+    windows = Windows(tokenizer, template, max_length, token_types)
     for sample, example in enumerate(examples):
         question = backend.encode(example["question"].lstrip(), add_special_tokens=False).ids
         question = question[: max_length // 2]  # a runaway question must leave room for context
         context = backend.encode(example["context"], add_special_tokens=False)
-        room = max_length - len(question) - 3
+        offsets = trimmed_offsets(example["context"], context.offsets)
+        room = max_length - len(question) - template.special_tokens
         if room <= doc_stride:
             raise ConfigError(f"finetune.squad: max_length {max_length} leaves {room} context tokens after "
                               f"question {example['id']!r}, not more than doc_stride {doc_stride}; "
@@ -67,23 +123,24 @@ def _tokenize(tokenizer, examples: list[dict], max_length: int, doc_stride: int)
         start = 0
         while True:
             end = min(start + room, len(context.ids))
-            windows.add(sample, tokenizer, question, context, start, end, max_length)
+            windows.add(sample, question, context.ids[start:end], offsets[start:end])
             if end == len(context.ids):
                 break
             start = end - doc_stride
     return windows
 
 
-def train_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int) -> dict:
-    """input_ids/attention_mask/token_type_ids plus start/end token positions (the [CLS] index
-    when the answer lies outside the window or the question has none)."""
-    enc = _tokenize(tokenizer, examples, max_length, doc_stride)
+def train_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int,
+                   token_types: bool = True) -> dict:
+    """input_ids/attention_mask (and token_type_ids with `token_types`) plus start/end token
+    positions (the [CLS] index when the answer lies outside the window or the question has none)."""
+    enc = _tokenize(tokenizer, examples, max_length, doc_stride, token_types)
     starts, ends = [], []
     for i, offsets in enumerate(enc["offset_mapping"]):
         cls_index = enc["input_ids"][i].index(tokenizer.cls_token_id)
         sequence_ids = enc.sequence_ids(i)
         answer = examples[enc.sample_of_window[i]]["answers"]
-        if not answer["answer_start"]:  # unanswerable (SQuAD v2.0): the [CLS] index, as run_qa.py labels it
+        if not answer["text"]:  # unanswerable (SQuAD v2.0): the window's CLS token, as run_qa.py does
             starts.append(cls_index)
             ends.append(cls_index)
             continue
@@ -103,25 +160,21 @@ def train_features(tokenizer, examples: list[dict], max_length: int, doc_stride:
         while token >= first and offsets[token][1] >= end_char:
             token -= 1
         ends.append(token + 1)
-    return {
-        "input_ids": enc["input_ids"],
-        "attention_mask": enc["attention_mask"],
-        "token_type_ids": enc["token_type_ids"],
-        "start_positions": starts,
-        "end_positions": ends,
-    }
+    return {**{name: enc[name] for name in enc.columns if name != "offset_mapping"},
+            "start_positions": starts, "end_positions": ends}
 
 
-def eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int) -> tuple[dict, list, np.ndarray]:
+def eval_features(tokenizer, examples: list[dict], max_length: int, doc_stride: int,
+                  token_types: bool = True) -> tuple[dict, list, np.ndarray]:
     """Model inputs, plus per window: the example index and the character span of every token,
     an int32 array [windows, max_length, 2] holding -1 where the token is not context."""
-    enc = _tokenize(tokenizer, examples, max_length, doc_stride)
+    enc = _tokenize(tokenizer, examples, max_length, doc_stride, token_types)
     example_index = list(enc.sample_of_window)
     offsets = np.full((len(enc), max_length, 2), -1, dtype=np.int32)
     for i in range(len(enc)):
         context = [t for t, seq_id in enumerate(enc.sequence_ids(i)) if seq_id == 1]
         offsets[i, context] = [enc["offset_mapping"][i][t] for t in context]
-    inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    inputs = {name: enc[name] for name in enc.columns if name != "offset_mapping"}
     return inputs, example_index, offsets
 
 

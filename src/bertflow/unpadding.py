@@ -1,4 +1,5 @@
-"""BERT's encoder on the batch's real tokens only ("unpadding", as MosaicBERT's encoder).
+"""An encoder of BERT's layer layout on the batch's real tokens only ("unpadding", as MosaicBERT's
+encoder): BERT, RoBERTa, XLM-RoBERTa and ELECTRA (bertflow.checks.UNPADDED_MODEL_TYPES).
 
 Dynamic padding cuts a batch to its longest row, but the rest of the batch is still padded to it:
 a batch of 32 SST-2 sentences (12 tokens on average) padded to its longest (~42) spends about 70%
@@ -17,8 +18,11 @@ than the padded forward with the same seed.
 computes keys and values for every token but its query, attention output and feed-forward for the
 [CLS] row only, and the model's `last_hidden_state` is that row alone (batch x 1 x hidden).
 
-The weights are transformers' own modules, untouched: `unpad_encoder(model)` swaps BertModel's
-forward on this one model instance and `restore_encoder(model)` gives it back.
+The weights are transformers' own modules, untouched: `unpad_encoder(model)` swaps the base
+model's forward on this one model instance and `restore_encoder(model)` gives it back. Each family's
+own embeddings module runs, given the position ids its padded forward would use (RoBERTa's count
+from pad_token_id + 1 over the non-pad tokens), and ELECTRA's `embeddings_project` follows it when
+its embeddings are narrower than its layers.
 """
 
 from __future__ import annotations
@@ -57,18 +61,21 @@ class Unpadding:
 
 
 def supports_unpadding(model) -> bool:
-    """An encoder-only BERT whose layers are transformers' BertLayer (the modules this reads)."""
-    from transformers import BertModel
+    """An encoder of a family this serves, whose base model has the modules it reads."""
+    from .checks import unpadding_refusal
 
-    config = model.config
-    return (isinstance(model.base_model, BertModel) and not config.is_decoder
-            and not config.add_cross_attention and not config.chunk_size_feed_forward)
+    base = model.base_model
+    return (unpadding_refusal(model.config.to_dict()) is None and hasattr(base, "embeddings")
+            and hasattr(base, "encoder") and hasattr(base.encoder, "layer"))
 
 
 def unpad_encoder(model, pooled_only: bool = False) -> None:
-    """Make `model.base_model` (a BertModel) run unpadded; its weights and state dict are unchanged."""
+    """Make `model.base_model` run unpadded; its weights and state dict are unchanged."""
     if not supports_unpadding(model):
-        raise ValueError(f"unpadding needs an encoder-only BERT, not {type(model.base_model).__name__}")
+        from .checks import unpadding_refusal
+
+        raise ValueError(f"unpadding cannot serve {type(model.base_model).__name__}: "
+                         f"{unpadding_refusal(model.config.to_dict()) or 'not an encoder of BERT layers'}")
     bert = model.base_model
     bert.forward = functools.partial(unpadded_forward, bert, type(bert).forward.__get__(bert), pooled_only)
 
@@ -79,7 +86,7 @@ def restore_encoder(model) -> None:
 
 def unpadded_forward(bert, padded_forward, pooled_only: bool, input_ids=None, attention_mask=None,
                      token_type_ids=None, position_ids=None, inputs_embeds=None, **kwargs):
-    """BertModel.forward for right-padded token ids with an attention mask; any other call (no mask,
+    """The base model's forward for token ids with an attention mask; any other call (no mask,
     embeddings as input, attentions or hidden states asked for) goes to transformers' forward."""
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
@@ -90,10 +97,12 @@ def unpadded_forward(bert, padded_forward, pooled_only: bool, input_ids=None, at
         return padded_forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                               position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
     batch = Unpadding(attention_mask)
-    positions = torch.arange(batch.shape[1], device=input_ids.device).expand(batch.shape)
+    positions = padded_position_ids(bert.embeddings, input_ids)
     token_types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
     hidden = bert.embeddings(input_ids=batch.unpad(input_ids)[None], position_ids=batch.unpad(positions)[None],
                              token_type_ids=batch.unpad(token_types)[None])[0]
+    if hasattr(bert, "embeddings_project"):  # ELECTRA with embedding_size != hidden_size
+        hidden = bert.embeddings_project(hidden)
     layers = list(bert.encoder.layer)
     for layer in layers[:-1] if pooled_only else layers:
         hidden = layer_forward(layer, hidden, batch)
@@ -103,12 +112,21 @@ def unpadded_forward(bert, padded_forward, pooled_only: bool, input_ids=None, at
         sequence = layer_forward(layers[-1], hidden, batch, queries=first_tokens)[:, None]
     else:
         sequence = batch.pad(hidden)
-    pooled = bert.pooler(sequence) if bert.pooler is not None else None
+    pooler = getattr(bert, "pooler", None)  # ELECTRA has none; RoBERTa's task models are built without
+    pooled = pooler(sequence) if pooler is not None else None
     return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=sequence, pooler_output=pooled)
 
 
+def padded_position_ids(embeddings, input_ids: torch.Tensor) -> torch.Tensor:
+    """The position ids the family's padded forward gives the batch: RoBERTa / XLM-R count from
+    padding_idx + 1 over the non-pad tokens, BERT and ELECTRA number the columns."""
+    if hasattr(embeddings, "create_position_ids_from_input_ids"):
+        return embeddings.create_position_ids_from_input_ids(input_ids, embeddings.padding_idx)
+    return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape)
+
+
 def layer_forward(layer, hidden: torch.Tensor, batch: Unpadding, queries: torch.Tensor | None = None) -> torch.Tensor:
-    """One transformers BertLayer on unpadded tokens (N x hidden): self-attention over each row's
+    """One transformers layer of BERT's layout on unpadded tokens (N x hidden): self-attention over each row's
     real tokens, then the feed-forward block. `queries`: compute the output for these tokens only."""
     query_input = hidden if queries is None else hidden.index_select(0, queries)
     if queries is None and batch.row_lengths is not None:

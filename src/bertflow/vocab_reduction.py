@@ -5,12 +5,24 @@ embedding keeps only the rows of tokens that occur in the task data (plus specia
 inputs are re-indexed into it; before saving, the trained rows are written back into the full
 matrix, so the saved model has the original vocabulary and unused rows are bit-for-bit the
 pretrained ones.
+
+Every family: the input embedding is the model's own (`get_input_embeddings`: ELECTRA's and
+ALBERT's narrower factorised rows, DeBERTa's, ModernBERT's). An embeddings module that derives
+position ids from the pad id (RoBERTa, XLM-R: positions are pad id + 1 + the count of non-pad
+tokens so far) reads the original pad id, so the reduced table keeps every row up to it: the pad
+id is then the same in both (RoBERTa's 1: two rows more at most).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def positions_from_pad_id(model: nn.Module) -> bool:
+    """The model's embeddings number positions from the pad id (RoBERTa's create_position_ids_from_input_ids)."""
+    embeddings = getattr(model.base_model, "embeddings", None)
+    return hasattr(embeddings, "create_position_ids_from_input_ids")
 
 
 class VocabReduction:
@@ -20,6 +32,8 @@ class VocabReduction:
         self.full_weight = embedding.weight.detach().clone()
         self.padding_idx = embedding.padding_idx  # BERT never updates the [PAD] row; keep it that way
         always = set(special_ids) | ({self.padding_idx} if self.padding_idx is not None else set())
+        if self.padding_idx is not None and positions_from_pad_id(model):
+            always |= set(range(self.padding_idx))
         self.kept = torch.tensor(sorted({int(i) for i in used_ids} | always), dtype=torch.long)
         self.lookup = torch.zeros(self.full_weight.shape[0], dtype=torch.long)
         self.lookup[self.kept] = torch.arange(len(self.kept))
