@@ -34,7 +34,7 @@ def tiny_run_copy(tiny_run, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def family_models(tmp_path_factory) -> dict[str, str]:
     """Family name -> folder of a tiny random-weight model of that family with its own tokenizer
-    (tests/support/families.py), built once per test session."""
+    (tests/support/families.py), built once per test run."""
     from support.families import FAMILIES, family_model
 
     root = tmp_path_factory.mktemp("families")

@@ -7,7 +7,7 @@ family's own transformers tokenizer class, which sets the family's normaliser, p
 special tokens and pair template (RoBERTa: `<s> a </s></s> b </s>`), as a Hub checkpoint has them.
 Nothing is downloaded. Two layers, hidden 32; the model is saved with its pretraining head.
 
-`family_model(name, root)` builds one folder (once per `root` and name in a test session).
+`family_model(name, root)` builds one folder (once per `root` and name in a test run).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def pretraining_model(config):
 
 @lru_cache(maxsize=None)
 def family_model(family: str, root: str, seed: int = 0) -> str:
-    """`root`/`family`: a saved tiny model and its tokenizer (built once per test session)."""
+    """`root`/`family`: a saved tiny model and its tokenizer (built once per test run)."""
     import torch
 
     folder = Path(root, family)
