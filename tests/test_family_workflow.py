@@ -1,5 +1,6 @@
 """Every encoder family through the workflow: one run with a tiny model of each family as a local
-`finetune.baselines` folder fine-tunes SST-2 and SQuAD and benchmarks inference for all of them."""
+`finetune.baselines` folder fine-tunes SST-2 and SQuAD, reports parameters, benchmarks inference and
+gives each family its row in the leaderboard."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def family_run(tmp_path_factory):
                   "epochs": 1, "batch_size": 8, "learning_rate": 1.0e-3, "max_train_samples": 16,
                   "max_eval_samples": 8},
     })
-    targets = [f"results/finetune/{task}/{name}/summary.json" for task in ("sst2", "squad") for name in baselines]
-    snakemake(root / "run", *targets, "results/benchmark/inference.csv", configfile=config)
+    snakemake(root / "run", "results/leaderboard.csv", configfile=config)
     return root / "run" / "results", baselines
 
 
@@ -56,3 +56,16 @@ def test_the_inference_benchmark_measures_every_family(family_run):
     for name in baselines:
         measured = [row for row in rows if row["model"] == name]
         assert measured and all(float(row["latency_ms_median"]) > 0 for row in measured), name
+
+
+def test_every_family_has_a_parameter_report_and_a_leaderboard_row(family_run):
+    results, baselines = family_run
+    with open(results / "leaderboard.csv", newline="") as handle:
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    for name in baselines:
+        report = json.loads((results / "reports" / "params" / f"{name}.json").read_text())
+        sst2 = json.loads((results / "finetune" / "sst2" / name / "summary.json").read_text())
+        row = rows[name]
+        assert int(row["parameters"]) == report["parameters"]["base_model"] > 0, name
+        assert float(row["sst2_accuracy"]) == pytest.approx(sst2["mean"]["accuracy"]), name
+        assert int(row["vocab_size"]) == report["vocab_size"] and row["rank"], name
