@@ -1,3 +1,5 @@
+from bertflow.card import TASK_METADATA as CARD_TASK_METADATA
+
 CARD = config["card"]
 # Parameter reports: `pretrained` and each baseline, then every fine-tuned `task/model`: name -> (json, md).
 PARAM_REPORTS = {
@@ -5,7 +7,12 @@ PARAM_REPORTS = {
     for name in [*finetune_models(), *(f"{task}/{model}" for task in TASKS for model in finetune_models())]
 }
 # Fine-tuning results of our pretrained model that go into its card (model-index).
-CARD_SUMMARIES = {task: finetune_summary(task, "pretrained") for task in TASKS} if CARD["include_finetune"] else {}
+# (the tasks the card knows how to name in its model-index, bertflow.card.TASK_METADATA)
+CARD_SUMMARIES = (
+    {task: finetune_summary(task, "pretrained") for task in TASKS if task in CARD_TASK_METADATA}
+    if CARD["include_finetune"]
+    else {}
+)
 # Only what the card needs to name a dataset honestly: the source and the Hub id (name, config) of
 # a Hub download, or of local files declared as a copy of a Hub dataset (local.dataset).
 DATA_SOURCES = {
@@ -18,7 +25,7 @@ DATA_SOURCES = {
             else {}
         ),
     }
-    for name, section in [("corpus", CORPUS), *((task, config["finetune"][task]) for task in TASKS)]
+    for name, section in [("corpus", CORPUS), *((task, FINETUNE[task]) for task in TASKS if not is_custom(task))]
 }
 # Leaderboard rows: model -> its parameter report and fine-tuning summaries.
 LEADERBOARD = {
@@ -98,7 +105,7 @@ rule model_card:
     params:
         settings=dict(sorted(CARD.items())),  # key order in the config file must not look like a change
         corpus=DATA_SOURCES["corpus"],
-        finetune_sources={task: DATA_SOURCES[task] for task in TASKS},
+        finetune_sources={task: DATA_SOURCES[task] for task in TASKS if task in DATA_SOURCES},
         repo_id=config["upload"]["repo_id"],
         tasks=list(CARD_SUMMARIES),
     script:

@@ -12,6 +12,8 @@ import torch
 from bertflow import task_data
 from bertflow.errors import DataError
 from bertflow.finetune import load_task_model, parameter_accounting
+
+SST2_LABELS = ["negative", "positive"]
 from bertflow.qa import decode_answers, eval_features, train_features
 from bertflow.synthetic_tasks import generate_squad, generate_sst2
 from bertflow.vocab_reduction import VocabReduction
@@ -85,7 +87,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_qa_features_point_at_the_answer_and_decode_back(tiny_model_dir):
-    _, tokenizer, _ = load_task_model("squad", tiny_model_dir)
+    _, tokenizer, _ = load_task_model("qa", tiny_model_dir)
     examples = task_data.squad_examples(generate_squad(3, seed=2))
     features = train_features(tokenizer, examples, max_length=64, doc_stride=16)
     inputs, example_index, offsets = eval_features(tokenizer, examples, max_length=64, doc_stride=16)
@@ -104,7 +106,7 @@ def test_qa_features_point_at_the_answer_and_decode_back(tiny_model_dir):
 
 
 def test_parameter_accounting_names_the_task_head(tiny_model_dir):
-    model, _, loading_info = load_task_model("sst2", tiny_model_dir)
+    model, _, loading_info = load_task_model("classification", tiny_model_dir, labels=SST2_LABELS)
     params = parameter_accounting(tiny_model_dir, model, loading_info)
     assert params["finetuned_parameters"] == sum(p.numel() for p in model.parameters())
     assert set(params["head_parameter_names"]) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias",
@@ -122,11 +124,11 @@ def test_tokenizer_model_vocab_mismatch_is_rejected(tiny_model_dir, tmp_path):
     BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                intermediate_size=64)).save_pretrained(bad)
     with pytest.raises(DataError, match=r"bad: tokenizer has \d+ tokens but the model's embedding has 50 rows"):
-        load_task_model("sst2", str(bad))
+        load_task_model("classification", str(bad), labels=SST2_LABELS)
 
 
 def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_dir):
-    model, tokenizer, _ = load_task_model("sst2", tiny_model_dir)
+    model, tokenizer, _ = load_task_model("classification", tiny_model_dir, labels=SST2_LABELS)
     model.eval()
     ids = tokenizer(["alice lives in paris", "a dull film"], padding=True, return_tensors="pt")
     before = model(**ids).logits
@@ -152,7 +154,7 @@ def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_d
 
 
 def test_vocab_reduction_keeps_the_pad_row_frozen(tiny_model_dir):
-    model, tokenizer, _ = load_task_model("squad", tiny_model_dir)
+    model, tokenizer, _ = load_task_model("qa", tiny_model_dir)
     pad = tokenizer.pad_token_id
     reduction = VocabReduction(model, [7, 9], [])  # [PAD] kept even when not listed
     reduction.apply()
@@ -176,7 +178,7 @@ def test_head_accounting_for_base_model_and_bin_checkpoints(tiny_model_dir, tmp_
     BertModel(AutoConfig.from_pretrained(tiny_model_dir)).save_pretrained(base)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{tiny_model_dir}/{name}", base)
-    model, _, info = load_task_model("sst2", str(base))
+    model, _, info = load_task_model("classification", str(base), labels=SST2_LABELS)
     params = parameter_accounting(str(base), model, info)
     assert params["head_parameter_names"] == ["classifier.bias", "classifier.weight"]  # the pooler was saved
     assert params["pretrained_parameters"] + params["head_parameters_added"] == params["finetuned_parameters"]
@@ -185,9 +187,9 @@ def test_head_accounting_for_base_model_and_bin_checkpoints(tiny_model_dir, tmp_
     shutil.copytree(tiny_model_dir, binary)
     torch.save(load_file(binary / "model.safetensors"), binary / "pytorch_model.bin")
     (binary / "model.safetensors").unlink()
-    model, _, info = load_task_model("sst2", str(binary))
+    model, _, info = load_task_model("classification", str(binary), labels=SST2_LABELS)
     from_bin = parameter_accounting(str(binary), model, info)
-    model, _, info = load_task_model("sst2", tiny_model_dir)
+    model, _, info = load_task_model("classification", tiny_model_dir, labels=SST2_LABELS)
     assert from_bin == parameter_accounting(tiny_model_dir, model, info)
 
 
@@ -196,7 +198,7 @@ def test_model_folder_without_tokenizer_is_rejected(tiny_model_dir, tmp_path):
 
     shutil.copy(f"{tiny_model_dir}/config.json", tmp_path)
     with pytest.raises(DataError, match="no tokenizer files"):
-        load_task_model("sst2", str(tmp_path))
+        load_task_model("classification", str(tmp_path), labels=SST2_LABELS)
 
 
 def test_download_model_saves_weights_and_tokenizer(tiny_model_dir, tmp_path):
@@ -206,7 +208,7 @@ def test_download_model_saves_weights_and_tokenizer(tiny_model_dir, tmp_path):
     download_model(tiny_model_dir, str(tmp_path / "baseline"))
     saved = sorted(p.name for p in (tmp_path / "baseline").iterdir())
     assert "model.safetensors" in saved and "tokenizer.json" in saved and "config.json" in saved
-    model, tokenizer, info = load_task_model("squad", str(tmp_path / "baseline"))
+    model, tokenizer, info = load_task_model("qa", str(tmp_path / "baseline"))
     assert sorted(info["missing_keys"]) == ["qa_outputs.bias", "qa_outputs.weight"]
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from .errors import ConfigError, DataError, ResourceError
 from .presets import architecture
+from .tasks import configured_tasks, section_key, task_problems, task_section
 from .tokenizer import BERT_ROLES
 
 # BertConfig's default, which pretrain.build_model uses when pretrain.model does not set it.
@@ -29,7 +30,6 @@ DEFAULT_MAX_POSITIONS = 512
 # parameter report names BERT's modules: other architectures would train on garbage or crash late.
 SUPPORTED_MODEL_TYPES = ("bert",)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-TASKS = ("sst2", "squad")
 
 
 # ----------------------------------------------------------------------------- --config overrides
@@ -237,14 +237,18 @@ def pretrain_problems(pretrain: dict) -> list[str]:
 
 
 def finetune_problems(finetune: dict, positions: int) -> list[str]:
-    problems = []
-    for task in TASKS:
-        max_length = finetune[task]["max_length"]
+    problems = task_problems(finetune)
+    if problems:  # an unknown task has no section to check further
+        return problems
+    tasks = configured_tasks(finetune)
+    for task in tasks:
+        key, section = section_key(finetune, task), task_section(finetune, task)
+        max_length = section["max_length"]
         if max_length > positions:
-            problems.append(f"finetune.{task}.max_length {max_length} exceeds the pretrained model's "
+            problems.append(f"{key}.max_length {max_length} exceeds the pretrained model's "
                             f"max_position_embeddings {positions} (pretrain.model.max_position_embeddings); "
                             f"lower max_length")
-        problems += local_task_file_problems(task, finetune[task])
+        problems += local_task_file_problems(key, section)
     squad = finetune["squad"]
     if squad["doc_stride"] >= squad["max_length"]:
         problems.append(f"finetune.squad.doc_stride {squad['doc_stride']} must be less than max_length "
@@ -253,7 +257,7 @@ def finetune_problems(finetune: dict, positions: int) -> list[str]:
         folder = os.path.expanduser(source)
         if os.path.isdir(folder):
             problems += model_folder_problems(folder, f"finetune.baselines.{name}",
-                                              {task: finetune[task]["max_length"] for task in TASKS})
+                                              {task: task_section(finetune, task)["max_length"] for task in tasks})
     return problems
 
 
@@ -274,28 +278,33 @@ def benchmark_problems(benchmark: dict, positions: int) -> list[str]:
 def unused_source_warnings(config: dict) -> list[str]:
     """Settings of a data source the config does not use: usually a forgotten `source: local`."""
     sections = [("corpus", config["corpus"], ("train", "validation"))]
-    sections += [(f"finetune.{task}", config["finetune"][task], ("train", "validation")) for task in TASKS]
+    sections += [(f"finetune.{task}", config["finetune"][task], ("train", "validation"))
+                 for task in configured_tasks(config["finetune"]) if "source" in config["finetune"].get(task, {})]
     return [f"{key}.local.{split} is set but {key}.source is {section['source']!r}: the file is not used "
             f"(set {key}.source: local to use it)"
             for key, section, splits in sections if section["source"] != "local"
             for split in splits if section["local"].get(split)]
 
 
-def local_task_file_problems(task: str, section: dict) -> list[str]:
-    """Local task files that exist but cannot be data (a folder, an empty file); a missing one is
-    reported by the glob expansion in rules/common.smk."""
-    if section["source"] != "local":
+def local_task_file_problems(key: str, section: dict) -> list[str]:
+    """Local task files (of `key`, a task's config section) that exist but cannot be data (a folder,
+    an empty file); a missing one is reported by the glob expansion in rules/common.smk."""
+    if "source" not in section:  # finetune.custom.<name>: its files are train and validation
+        files = {split: section[split] for split in ("train", "validation")}
+    elif section["source"] == "local":
+        files = {f"local.{split}": path for split, path in section["local"].items()
+                 if split in ("train", "validation", "validation_mismatched")}
+    else:
         return []
     problems = []
-    for split in ("train", "validation"):
-        path = section["local"].get(split)
+    for name, path in files.items():
         if path is None:
             continue
         path = os.path.expanduser(path)
         if os.path.isdir(path):
-            problems.append(f"finetune.{task}.local.{split}: {path!r} is a folder; give the file")
+            problems.append(f"{key}.{name}: {path!r} is a folder; give the file")
         elif os.path.isfile(path) and os.path.getsize(path) == 0:
-            problems.append(f"finetune.{task}.local.{split}: {path!r} is empty")
+            problems.append(f"{key}.{name}: {path!r} is empty")
     return problems
 
 
@@ -311,7 +320,7 @@ def model_name_problems(config: dict) -> list[str]:
             problems.append(f"finetune.baselines: names {other!r} and {name!r} differ only in case "
                             "(one folder on macOS/Windows file systems); rename one")
     if config["benchmark"]["enabled"] and config["benchmark"]["include_finetuned"]:
-        labels = {f"{model}-{task}".lower() for model in names for task in TASKS}
+        labels = {f"{model}-{task}".lower() for model in names for task in configured_tasks(config["finetune"])}
         problems += [f"finetune.baselines.{name}: the name is also the inference benchmark's label of a "
                      "fine-tuned model; rename it" for name in names if name.lower() in labels]
     return problems
