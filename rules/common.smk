@@ -226,7 +226,11 @@ def task_definition(wildcards):
 def hub_dataset(wildcards):
     """The Hub dataset of a task (name, config, revision); a GLUE task's config defaults to its name."""
     hub, glue = FINETUNE[wildcards.task]["hub"], wildcards.task in GLUE_TASKS
-    return {"name": hub["name"], "config": hub["config"] or (wildcards.task if glue else None), "revision": hub["revision"]}
+    return {
+        "name": hub["name"],
+        "config": hub["config"] or (wildcards.task if glue else None),
+        "revision": hub["revision"],
+    }
 
 
 def model_source_dir(model):

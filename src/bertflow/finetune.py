@@ -193,10 +193,6 @@ class SentenceTask:
         self.token_types = token_types and self.definition.pair
         self.files = (train_file, validation_file)
 
-    @property
-    def kind(self) -> str:
-        return self.definition.kind
-
     def contract(self) -> dict:
         return self.definition.contract()
 
@@ -247,8 +243,6 @@ class SentenceTask:
 
 class Squad:
     name = "squad"
-    kind = "qa"
-    labels = None
     sequence_outputs = ("start_logits", "end_logits")  # one score per token: padded back to full width
     pooled_only = False
 

@@ -257,14 +257,16 @@ def read_custom(path: str, section: dict, task: TextTask) -> list[Example]:
     return require_examples(examples, path)
 
 
-def check_examples(examples: list[Example], task: TextTask, path: str, label_column, known: tuple | None) -> None:
+def check_examples(examples: list[Example], task: TextTask, path: str, columns: tuple, known: tuple | None) -> None:
     """Non-empty texts, and labels that fit the task's kind: a number for regression, one of `known`
-    (the task's labels, or those of the training file) for classification."""
+    (the task's labels, or those of the training file) for classification. `columns`: the file's
+    text column(s) and label column, for the messages."""
+    *text_columns, label_column = columns
     for example in examples:
         where = example.where
-        for index, text in enumerate(example.texts):
+        for column, text in zip(text_columns, example.texts):
             if not text.strip():
-                raise DataError(f"{path}, {where}: empty text in column {text_column(task, index)!r}")
+                raise DataError(f"{path}, {where}: empty text in column {column!r}")
         if task.kind == REGRESSION:
             try:
                 float(example.label)
@@ -274,10 +276,6 @@ def check_examples(examples: list[Example], task: TextTask, path: str, label_col
         elif known is not None and example.label not in known:
             raise DataError(f"{path}, {where}, column {label_column!r}: label {example.label!r} is not one of the "
                             f"labels {list(known)} ({'the training file has' if task.labels is None else 'of ' + task.name})")
-
-
-def text_column(task: TextTask, index: int):
-    return task.layout.text[index] if task.layout else task.columns[index]
 
 
 def sorted_labels(values) -> tuple:
@@ -326,28 +324,29 @@ def prepare_text_task(task: TextTask, *, source: str, out_train: str, out_valida
     if source == "custom":
         read = {"train": lambda: read_custom(local_files["train"], section, task),
                 "": lambda: read_custom(local_files["validation"], section, task)}
-        files, label_column = {"train": local_files["train"], "": local_files["validation"]}, section["label_column"]
+        files, columns = {"train": local_files["train"], "": local_files["validation"]}, (*section["text_columns"],
+                                                                                       section["label_column"])
     elif source == "local":
         files = {"train": local_files["train"],
                  **{name: local_files["validation" if i == 0 else f"validation_{name}"] for i, name in enumerate(sets)}}
         read = {key: (lambda path=path: read_glue_tsv(path, task)) for key, path in files.items()}
-        label_column = task.layout.label
+        columns = (*task.layout.text, task.layout.label)
     elif source == "hub":
         splits = {"train": hub_splits["train"],
                   **{name: (hub_splits.get("validation") if i == 0 and hub_splits.get("validation")
                             else task.layout.hub_validation[name]) for i, name in enumerate(sets)}}
         files = {key: f"{hub_dir} (split {split})" for key, split in splits.items()}
         read = {key: (lambda split=split: read_hub_task(hub_dir, split, task)) for key, split in splits.items()}
-        label_column = "label"
+        columns = (*task.layout.hub_text, "label")
     else:
         raise DataError(f"finetune.{task.name}.source: unknown source {source!r}")
     train = read["train"]()
-    check_examples(train, task, files["train"], label_column, task.labels)
+    check_examples(train, task, files["train"], columns, task.labels)
     labels = task_labels(task, train)
     validation = []
     for name in sets:
         rows = read[name]()
-        check_examples(rows, task, files[name], label_column, labels)
+        check_examples(rows, task, files[name], columns, labels)
         validation += [e._replace(validation_set=name) for e in rows]
     write_prepared_tsv(out_train, task, train)
     write_prepared_tsv(out_validation, task, validation, with_set=len(sets) > 1)

@@ -7,8 +7,6 @@ scikit-learn and scipy:
 - classification (a task of your own): accuracy and macro-averaged F1; regression: Pearson, Spearman.
 """
 
-import math
-
 import datasets
 import evaluate
 from scipy.stats import pearsonr, spearmanr
@@ -31,9 +29,11 @@ def _accuracy(references, predictions) -> dict:
 
 
 def _correlations(references, predictions) -> dict:
-    """Undefined (NaN) when the predictions are all equal: reported as 0, as sklearn's Matthews does."""
-    values = {"pearson": pearsonr(references, predictions)[0], "spearmanr": spearmanr(references, predictions)[0]}
-    return {key: 0.0 if math.isnan(value) else 100.0 * float(value) for key, value in values.items()}
+    """Undefined when either side is constant: reported as 0, as sklearn's Matthews correlation does."""
+    if min(predictions) == max(predictions) or min(references) == max(references):
+        return {"pearson": 0.0, "spearmanr": 0.0}
+    return {"pearson": 100.0 * float(pearsonr(references, predictions)[0]),
+            "spearmanr": 100.0 * float(spearmanr(references, predictions)[0])}
 
 
 def _f1_accuracy(references, predictions) -> dict:
