@@ -164,7 +164,8 @@ def run_trainer(spec: dict) -> dict:
             return tokenizer(batch["sentence"], truncation=True, max_length=settings.max_length)
 
         def dataset(rows):
-            table = datasets.Dataset.from_dict({"sentence": [s for s, _ in rows], "label": [y for _, y in rows]})
+            table = datasets.Dataset.from_dict({"sentence": [e.texts[0] for e in rows],
+                                                "label": [data.labels.index(e.label) for e in rows]})
             return table.map(tokenize, batched=True, remove_columns=["sentence"])
 
         train, evaluation = dataset(data.train), dataset(data.validation)

@@ -34,9 +34,10 @@ from bertflow.errors import ConfigError
 from bertflow.io import read_json
 from bertflow.markdown import table
 from bertflow.task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
+from bertflow.tasks import GLUE_TASKS
 from benchmarks.sweep import Run, grid_points, json_or_text, require_dirs, sweep_main, workflow_config, write_results
 
-SELECTION_METRIC = {"sst2": "accuracy", "squad": "f1"}
+SELECTION_METRIC = {**{name: task.metrics[0] for name, task in GLUE_TASKS.items()}, "squad": "f1"}
 DEFAULT_GRID = ["sst2.learning_rate=5e-5,1e-4,2e-4", "squad.learning_rate=1e-4,2e-4,4e-4"]
 
 

@@ -13,7 +13,8 @@ from bertflow.checks import (
     unused_source_warnings,
 )
 from bertflow.errors import ConfigError
-from bertflow.task_data import DATA_SOURCE_KEYS, TASK_DATA_FILES
+from bertflow.task_data import CUSTOM_DATA_KEYS, DATA_SOURCE_KEYS, prepared_files
+from bertflow.tasks import GLUE_TASKS, configured_tasks, section_key, task_section
 
 min_version("9.0")
 
@@ -150,43 +151,83 @@ def summary_report_md():
 # ---- Fine-tuning inputs
 
 FINETUNE = config["finetune"]
-TASKS = ["sst2", "squad"]
+TASKS = configured_tasks(FINETUNE)  # finetune.tasks, checked at start (bertflow.checks)
 
 
 def task_data(task, split):
-    return results("data", task, TASK_DATA_FILES[task][split == "validation"])
+    return results("data", task, prepared_files(task)[split == "validation"])
+
+
+def is_custom(task):
+    return task in FINETUNE["custom"]
+
+
+def local_file(key, path):
+    return expand_globs(key, [path])[0]
 
 
 def task_data_sources(wildcards):
     """Raw inputs of a task's data preparation: Hub download, local files, or nothing (generated)."""
-    section = FINETUNE[wildcards.task]
+    task, section = wildcards.task, task_section(FINETUNE, wildcards.task)
+    key = section_key(FINETUNE, task)
+    if is_custom(task):
+        return {split: local_file(f"{key}.{split}", section[split]) for split in ("train", "validation")}
     if section["source"] == "hub":
-        return {"hub": results("downloads", wildcards.task)}
-    if section["source"] == "local":
-        local = section["local"]
-        if not local["train"]:
-            raise WorkflowError(f"config finetune.{wildcards.task}.local.train: give the training file")
-        files = {"train": expand_globs(f"finetune.{wildcards.task}.local.train", [local["train"]])[0]}
-        if local["validation"]:
-            files["validation"] = expand_globs(f"finetune.{wildcards.task}.local.validation", [local["validation"]])[0]
-        elif wildcards.task == "sst2":
-            raise WorkflowError("config finetune.sst2.local.validation: give the validation TSV")
-        return files
-    return {}
+        return {"hub": results("downloads", task)}
+    if section["source"] != "local":
+        return {}
+    local = section["local"]
+    # SQuAD's validation file is optional (the train file is split by article); MNLI has two.
+    required = ["train"] + (["validation"] if task in GLUE_TASKS else [])
+    required += ["validation_mismatched"] if task == "mnli" else []
+    for split in required:
+        if not local[split]:
+            raise WorkflowError(f"config {key}.local.{split}: give the {split.replace('_', ' ')} file")
+    return {
+        split: local_file(f"{key}.local.{split}", path)
+        for split, path in local.items()
+        if split in ("train", "validation", "validation_mismatched") and path
+    }
 
 
 def task_data_params(wildcards):
     """Only the data-source keys of the task's section, so hyperparameters do not redo the data
     (nor the Hub name the card gives local files: local.dataset, local.dataset_config)."""
-    section = FINETUNE[wildcards.task]
+    section = task_section(FINETUNE, wildcards.task)
+    if is_custom(wildcards.task):
+        return {"source": "custom", "custom": {k: section[k] for k in CUSTOM_DATA_KEYS if k != "label"}}
     params = {k: section[k] for k in sorted(DATA_SOURCE_KEYS) if k in section}
     params["local"] = {k: v for k, v in params["local"].items() if k not in ("dataset", "dataset_config")}
     return params
 
 
+def data_keys(task):
+    return CUSTOM_DATA_KEYS if is_custom(task) else DATA_SOURCE_KEYS
+
+
 def task_train_settings(wildcards):
     """Only the training keys, so a data-source edit alone does not look like new hyperparameters."""
-    return dict(sorted((k, v) for k, v in FINETUNE[wildcards.task].items() if k not in DATA_SOURCE_KEYS))
+    section = task_section(FINETUNE, wildcards.task)
+    return dict(sorted((k, v) for k, v in section.items() if k not in data_keys(wildcards.task)))
+
+
+def task_definition(wildcards):
+    """A custom task's definition for the fine-tuning stage (its kind, columns, display name); None
+    for the built-in tasks, which bertflow.tasks defines."""
+    if not is_custom(wildcards.task):
+        return None
+    section = FINETUNE["custom"][wildcards.task]
+    return {k: section[k] for k in ("kind", "text_columns", "label")}
+
+
+def hub_dataset(wildcards):
+    """The Hub dataset of a task (name, config, revision); a GLUE task's config defaults to its name."""
+    hub, glue = FINETUNE[wildcards.task]["hub"], wildcards.task in GLUE_TASKS
+    return {
+        "name": hub["name"],
+        "config": hub["config"] or (wildcards.task if glue else None),
+        "revision": hub["revision"],
+    }
 
 
 def model_source_dir(model):

@@ -10,7 +10,7 @@ localrules:
 
 
 rule download_task_data:
-    """Save a task's Hub dataset (glue/sst2, squad) to disk; the only fine-tuning step with network."""
+    """Save a task's Hub dataset (glue/<task>, squad) to disk; the only fine-tuning step with network."""
     output:
         directory(results("downloads", "{task}")),
     log:
@@ -20,7 +20,7 @@ rule download_task_data:
     conda:
         ENV
     params:
-        hub=lambda wildcards: {k: FINETUNE[wildcards.task]["hub"][k] for k in ("name", "config", "revision")},
+        hub=hub_dataset,
     script:
         "../scripts/download_task_data.py"
 
@@ -42,7 +42,8 @@ rule download_model:
 
 
 rule prepare_task_data:
-    """Validated, normalised task data: GLUE TSV for SST-2, official v1.1 JSON for SQuAD."""
+    """Validated, normalised task data: a TSV (text or pair, label) for classification and regression
+    tasks, official v1.1 JSON for SQuAD."""
     input:
         unpack(task_data_sources),
     output:
@@ -88,6 +89,7 @@ rule finetune:
         gpu=gpus(FINETUNE["num_processes"]),
     params:
         settings=task_train_settings,
+        definition=task_definition,
         device=config["device"],
         num_processes=FINETUNE["num_processes"],
     script:

@@ -18,8 +18,10 @@ DATA_SOURCES = {
             else {}
         ),
     }
-    for name, section in [("corpus", CORPUS), *((task, config["finetune"][task]) for task in TASKS)]
+    for name, section in [("corpus", CORPUS), *((task, FINETUNE[task]) for task in TASKS if not is_custom(task))]
 }
+# A task of the config's own (finetune.custom.<name>) always reads local files.
+DATA_SOURCES.update({task: {"source": "local"} for task in TASKS if is_custom(task)})
 # Leaderboard rows: model -> its parameter report and fine-tuning summaries.
 LEADERBOARD = {
     model: {"params": PARAM_REPORTS[model][0], **{task: finetune_summary(task, model) for task in TASKS}}

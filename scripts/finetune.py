@@ -1,5 +1,5 @@
-"""Stage: fine-tune one model on one task (SST-2 or SQuAD) with one seed; one process, or N through
-torchrun (finetune.num_processes)."""
+"""Stage: fine-tune one model on one task (a GLUE task, SQuAD or a custom task) with one seed; one
+process, or N through torchrun (finetune.num_processes)."""
 from pathlib import Path
 
 from bertflow.distributed import run
@@ -17,6 +17,7 @@ with stage(snakemake):
             validation_file=snakemake.input.validation,
             out_dir=str(Path(snakemake.output.metrics).parent),
             settings=snakemake.params.settings,
+            definition=snakemake.params.definition,
             seed=int(snakemake.wildcards.seed),
             device=snakemake.params.device,
             # Tokenized features, shared by every seed of this task and model (keyed by tokenizer, data, settings).

@@ -1,17 +1,25 @@
 """Stage: validate and normalise one task's train/validation data."""
 from bertflow import task_data
 from bertflow.stage import stage
+from bertflow.tasks import GLUE_TASKS, custom_task
 
 with stage(snakemake):
-    data = snakemake.params.data
-    prepare = {"sst2": task_data.prepare_sst2, "squad": task_data.prepare_squad}[snakemake.wildcards.task]
-    prepare(
-        source=data["source"],
-        generated=data["generated"],
-        local_files={**data["local"], **dict(snakemake.input.items())},
-        hub_dir=snakemake.input.get("hub"),
-        hub_splits={"train": data["hub"]["train_split"], "validation": data["hub"]["validation_split"]},
-        out_train=snakemake.output.train,
-        out_validation=snakemake.output.validation,
-        **({"version_2_with_negative": data["version_2_with_negative"]} if "version_2_with_negative" in data else {}),
-    )
+    data, task = snakemake.params.data, snakemake.wildcards.task
+    files = dict(snakemake.input.items())
+    outputs = dict(out_train=snakemake.output.train, out_validation=snakemake.output.validation)
+    if data["source"] == "custom":
+        section = data["custom"]
+        task_data.prepare_text_task(custom_task(task, section), source="custom", local_files=files,
+                                    section=section, **outputs)
+    else:
+        hub = dict(hub_dir=files.get("hub"),
+                   hub_splits={"train": data["hub"]["train_split"], "validation": data["hub"]["validation_split"]})
+        if task == "sst2":
+            task_data.prepare_sst2(source=data["source"], generated=data["generated"],
+                                   local_files={**data["local"], **files}, **hub, **outputs)
+        elif task == "squad":
+            task_data.prepare_squad(source=data["source"], generated=data["generated"],
+                                    local_files={**data["local"], **files}, **hub, **outputs,
+                                    version_2_with_negative=data["version_2_with_negative"])
+        else:
+            task_data.prepare_text_task(GLUE_TASKS[task], source=data["source"], local_files=files, **hub, **outputs)

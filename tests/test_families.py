@@ -77,7 +77,8 @@ def test_vocab_reduction_gives_identical_predictions_for_every_family(family_mod
     from bertflow.finetune import load_task_model
     from bertflow.vocab_reduction import VocabReduction
 
-    model, tokenizer, _ = load_task_model(task, family_models[family])
+    kind, labels = ("classification", ["negative", "positive"]) if task == "sst2" else ("qa", None)
+    model, tokenizer, _ = load_task_model(kind, family_models[family], labels=labels)
     model.eval()
     batch = tokenizer(["Alice lives in Paris .", "a dull film"], add_special_tokens=False, padding=True,
                       return_token_type_ids=False, return_tensors="pt")

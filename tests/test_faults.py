@@ -204,15 +204,15 @@ def test_finetune_job_rejects_a_decoder_only_folder_before_reading_weights(tmp_p
 
     folder = model_folder(tmp_path / "downloaded", model_type="gpt2")  # no weights at all
     with pytest.raises(DataError, match="has model_type 'gpt2', a decoder-only model; fine-tuning takes an encoder"):
-        load_task_model("sst2", str(folder))
+        load_task_model("classification", str(folder), labels=["negative", "positive"])
 
 
 def test_finetune_job_checks_a_downloaded_model_s_positions(tmp_path):
     from bertflow.finetune import load_task_model
 
     folder = model_folder(tmp_path / "downloaded", max_position_embeddings=64)  # no weights at all
-    with pytest.raises(DataError, match="finetune.squad.max_length 96 exceeds the model's 64 positions"):
-        load_task_model("squad", str(folder), max_length=96)
+    with pytest.raises(DataError, match="max_length 96 exceeds the model's 64 positions"):
+        load_task_model("qa", str(folder), max_length=96)
 
 
 def test_download_model_rejects_a_decoder_only_repo_before_the_weights(monkeypatch, tmp_path):

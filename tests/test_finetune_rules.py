@@ -63,3 +63,19 @@ def test_missing_local_baseline_folder_fails_before_any_job(tmp_path):
     result = snakemake(tmp_path / "run", "--dry-run", configfile=config, check=False)
     assert result.returncode != 0
     assert "finetune.baselines.mine: './models/no_such_bert' looks like a local folder" in result.stdout + result.stderr
+
+
+def test_glue_config_plans_its_six_tasks(tmp_path):
+    """config/glue.yaml with its shared-data paths pointed at stand-in files: one data preparation
+    and one fine-tuning run per task, nothing downloaded."""
+    glue = yaml.safe_load((REPO / "config" / "glue.yaml").read_text())
+    assert glue["finetune"]["tasks"] == ["cola", "sst2", "mrpc", "stsb", "rte", "wnli"]
+    for task in glue["finetune"]["tasks"]:
+        for split in ("train", "validation"):
+            path = tmp_path / f"{task}_{split}.tsv"
+            path.write_text("x")
+            glue["finetune"][task]["local"][split] = str(path)
+    config = write_config(tmp_path / "config.yaml", finetune=glue["finetune"])
+    jobs = planned_jobs(tmp_path / "run", config)
+    assert jobs["prepare_task_data"] == 6 and jobs["finetune"] == 6 and jobs["finetune_summary"] == 6
+    assert "download_task_data" not in jobs

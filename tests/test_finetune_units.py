@@ -11,10 +11,13 @@ import torch
 from bertflow import task_data
 from bertflow.errors import DataError
 from bertflow.finetune import load_task_model, parameter_accounting
+
 from bertflow.synthetic_tasks import generate_squad, generate_sst2
 from bertflow.vocab_reduction import VocabReduction
 
 from support.finetune import make_tiny_model
+
+SST2_LABELS = ["negative", "positive"]
 
 
 # ----------------------------------------------------------------------------- data validation
@@ -83,7 +86,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_parameter_accounting_names_the_task_head(tiny_model_dir):
-    model, _, loading_info = load_task_model("sst2", tiny_model_dir)
+    model, _, loading_info = load_task_model("classification", tiny_model_dir, labels=SST2_LABELS)
     params = parameter_accounting(tiny_model_dir, model, loading_info)
     assert params["finetuned_parameters"] == sum(p.numel() for p in model.parameters())
     assert set(params["head_parameter_names"]) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias",
@@ -101,11 +104,11 @@ def test_tokenizer_model_vocab_mismatch_is_rejected(tiny_model_dir, tmp_path):
     BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                intermediate_size=64)).save_pretrained(bad)
     with pytest.raises(DataError, match=r"bad/tokenizer.json has \d+ tokens but the model's embedding has 50 rows"):
-        load_task_model("sst2", str(bad))
+        load_task_model("classification", str(bad), labels=SST2_LABELS)
 
 
 def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_dir):
-    model, tokenizer, _ = load_task_model("sst2", tiny_model_dir)
+    model, tokenizer, _ = load_task_model("classification", tiny_model_dir, labels=SST2_LABELS)
     model.eval()
     ids = tokenizer(["alice lives in paris", "a dull film"], padding=True, return_tensors="pt")
     before = model(**ids).logits
@@ -131,7 +134,7 @@ def test_vocab_reduction_keeps_outputs_and_restores_the_full_matrix(tiny_model_d
 
 
 def test_vocab_reduction_keeps_the_pad_row_frozen(tiny_model_dir):
-    model, tokenizer, _ = load_task_model("squad", tiny_model_dir)
+    model, tokenizer, _ = load_task_model("qa", tiny_model_dir)
     pad = tokenizer.pad_token_id
     reduction = VocabReduction(model, [7, 9], [])  # [PAD] kept even when not listed
     reduction.apply()
@@ -155,7 +158,7 @@ def test_head_accounting_for_base_model_and_bin_checkpoints(tiny_model_dir, tmp_
     BertModel(AutoConfig.from_pretrained(tiny_model_dir)).save_pretrained(base)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{tiny_model_dir}/{name}", base)
-    model, _, info = load_task_model("sst2", str(base))
+    model, _, info = load_task_model("classification", str(base), labels=SST2_LABELS)
     params = parameter_accounting(str(base), model, info)
     assert params["head_parameter_names"] == ["classifier.bias", "classifier.weight"]  # the pooler was saved
     assert params["pretrained_parameters"] + params["head_parameters_added"] == params["finetuned_parameters"]
@@ -164,9 +167,9 @@ def test_head_accounting_for_base_model_and_bin_checkpoints(tiny_model_dir, tmp_
     shutil.copytree(tiny_model_dir, binary)
     torch.save(load_file(binary / "model.safetensors"), binary / "pytorch_model.bin")
     (binary / "model.safetensors").unlink()
-    model, _, info = load_task_model("sst2", str(binary))
+    model, _, info = load_task_model("classification", str(binary), labels=SST2_LABELS)
     from_bin = parameter_accounting(str(binary), model, info)
-    model, _, info = load_task_model("sst2", tiny_model_dir)
+    model, _, info = load_task_model("classification", tiny_model_dir, labels=SST2_LABELS)
     assert from_bin == parameter_accounting(tiny_model_dir, model, info)
 
 
@@ -175,7 +178,7 @@ def test_model_folder_without_tokenizer_is_rejected(tiny_model_dir, tmp_path):
 
     shutil.copy(f"{tiny_model_dir}/config.json", tmp_path)
     with pytest.raises(DataError, match="no tokenizer files"):
-        load_task_model("sst2", str(tmp_path))
+        load_task_model("classification", str(tmp_path), labels=SST2_LABELS)
 
 
 def test_hub_datasets_on_disk_are_validated(tmp_path):

@@ -73,7 +73,7 @@ def test_a_tokenizer_without_the_special_tokens_a_task_needs_is_refused(copy_of)
         f"k: {folder}/tokenizer.json has no cls_token, which finetune.squad needs "
         "(expected the tokenizer's pad_token and cls_token and sep_token)"]
     with pytest.raises(DataError, match="has no cls_token, which finetune.squad needs"):
-        load_task_model("squad", str(folder))
+        load_task_model("qa", str(folder))
 
 
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
@@ -92,7 +92,7 @@ def test_download_model_saves_the_base_encoder_that_fine_tuning_reads(family_mod
     assert {"model.safetensors", "tokenizer.json", "config.json"} <= {p.name for p in saved.iterdir()}
     architecture = json.loads((saved / "config.json").read_text())["architectures"]
     assert len(architecture) == 1 and architecture[0].endswith("Model"), architecture
-    model, _, info = load_task_model("squad", str(saved))
+    model, _, info = load_task_model("qa", str(saved))
     encoder = f"{model.base_model_prefix}."
     assert info["missing_keys"] and not [k for k in info["missing_keys"] if k.startswith(encoder)]  # the head only
     assert not info["unexpected_keys"]

@@ -107,7 +107,8 @@ def test_grid_points_and_bad_grids():
     assert sweep.grid_points({}) == [{}]  # no axis: one run with the config's settings
     assert finetune_sweep.parse_grid(["sst2.learning_rate=5e-5,1e-4", "squad.epochs=2"]) == {
         "sst2": {"learning_rate": [5e-5, 1e-4]}, "squad": {"epochs": [2]}}
-    for bad in ("mnli.learning_rate=1e-4", "sst2.learning_rat=1e-4", "sst2.epochs="):
+    assert finetune_sweep.parse_grid(["mnli.epochs=2"]) == {"mnli": {"epochs": [2]}}  # every GLUE task
+    for bad in ("mrcp.learning_rate=1e-4", "sst2.learning_rat=1e-4", "sst2.epochs="):
         with pytest.raises(ConfigError, match="--grid"):
             finetune_sweep.parse_grid([bad])
 

@@ -79,6 +79,39 @@ def test_sequence_classification_logits_and_gradients_match_the_padded_forward(p
         torch.testing.assert_close(gradients[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def pair_batch(tokenizer, max_length):
+    """Sentence pairs through the tokenizer's pair template (bertflow.inputs), truncated longest_first."""
+    from bertflow.inputs import encode_texts
+
+    first = ["a cat sat on the mat .", "dogs run", "the river is long and the park is green and wide .", "hi"]
+    second = ["a cat is sitting .", "the park near the river is big and green .", "no", "hello there friend ."]
+    batch = encode_texts(tokenizer, first, second, max_length, token_types=True)
+    assert batch["token_type_ids"].sum() > 0  # the second text is type 1
+    return {k: v.to(DEVICE) for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("num_labels", [3, 1], ids=["three_classes", "regression"])
+def test_pairs_match_the_padded_forward_for_classification_and_regression(num_labels, tmp_path):
+    from support.finetune import make_tiny_model
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(make_tiny_model(tmp_path, vocab_size=200))
+    batch = pair_batch(tokenizer, max_length=16)
+    labels = torch.tensor([0, 2, 1, 2]) if num_labels == 3 else torch.tensor([0.5, 2.0, 4.5, 1.0])
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=num_labels,
+                      problem_type="regression" if num_labels == 1 else None)
+    padded, unpadded = (model(BertForSequenceClassification, **no_dropout).train() for _ in range(2))
+    reference = padded(**batch, labels=labels.to(DEVICE))
+    reference.loss.backward()
+    unpad_encoder(unpadded, pooled_only=True)
+    output = unpadded(**batch, labels=labels.to(DEVICE))
+    output.loss.backward()
+    torch.testing.assert_close(output.logits, reference.logits, rtol=1e-5, atol=1e-6)
+    gradients = dict(unpadded.named_parameters())
+    for name, parameter in padded.named_parameters():
+        torch.testing.assert_close(gradients[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("shape", [NARROW, WIDE], ids=["narrow", "wide"])
 def test_question_answering_scores_match_at_real_tokens_and_padding_scores_the_bias(shape, family):

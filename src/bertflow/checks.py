@@ -25,16 +25,23 @@ import yaml
 
 from .errors import ConfigError, DataError, ResourceError
 from .presets import architecture
+from .tasks import QA_TASKS, configured_tasks, section_key, task_problems, task_section
 from .tokenizer import BERT_ROLES
 
 # BertConfig's default, which pretrain.build_model uses when pretrain.model does not set it.
 DEFAULT_MAX_POSITIONS = 512
-# The transformers auto classes a task's model is made with (their model_type -> class name mappings).
-TASK_MAPPINGS = {"sst2": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
-                 "squad": "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES"}
-# Special tokens a task's inputs need: padding for every batch; QA windows are built in the
+# The transformers auto class a task's model is made with: question answering for SQuAD, sequence
+# classification (or regression) for every other task; (class, its model_type -> class name mapping).
+TASK_HEADS = {"qa": ("AutoModelForQuestionAnswering", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES"),
+              "sequence": ("AutoModelForSequenceClassification", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES")}
+# Special tokens a head's inputs need: padding for every batch; QA windows are built in the
 # tokenizer's pair template and label an answer outside the window at the CLS token.
-TASK_SPECIAL_TOKENS = {"sst2": ("pad_token",), "squad": ("pad_token", "cls_token", "sep_token")}
+TASK_SPECIAL_TOKENS = {"sequence": ("pad_token",), "qa": ("pad_token", "cls_token", "sep_token")}
+
+
+def task_head(task: str) -> str:
+    """The head (TASK_HEADS) of a task, given by name or by kind (classification, regression, qa)."""
+    return "qa" if task == "qa" or task in QA_TASKS else "sequence"
 # Families whose position ids count from pad_token_id + 1, so that max_position_embeddings holds
 # pad_token_id + 1 positions fewer than it says (roberta-base: 514, of which 512 usable).
 POSITIONS_AFTER_PAD = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod",
@@ -43,6 +50,7 @@ POSITIONS_AFTER_PAD = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", 
 # (BertLayer's attention.self / attention.output / intermediate / output) with absolute positions.
 UNPADDED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# The tasks a baseline is checked for when no task list is given: one of each head.
 TASKS = ("sst2", "squad")
 # The workflow's config folder (the defaults file and the schema) in a source checkout.
 WORKFLOW_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -275,14 +283,18 @@ def pretrain_problems(pretrain: dict) -> list[str]:
 
 
 def finetune_problems(finetune: dict, positions: int) -> list[str]:
-    problems = []
-    for task in TASKS:
-        max_length = finetune[task]["max_length"]
+    problems = task_problems(finetune)
+    if problems:  # an unknown task has no section to check further
+        return problems
+    tasks = configured_tasks(finetune)
+    for task in tasks:
+        key, section = section_key(finetune, task), task_section(finetune, task)
+        max_length = section["max_length"]
         if max_length > positions:
-            problems.append(f"finetune.{task}.max_length {max_length} exceeds the pretrained model's "
+            problems.append(f"{key}.max_length {max_length} exceeds the pretrained model's "
                             f"max_position_embeddings {positions} (pretrain.model.max_position_embeddings); "
                             f"lower max_length")
-        problems += local_task_file_problems(task, finetune[task])
+        problems += local_task_file_problems(key, section)
     squad = finetune["squad"]
     if squad["doc_stride"] >= squad["max_length"]:
         problems.append(f"finetune.squad.doc_stride {squad['doc_stride']} must be less than max_length "
@@ -292,8 +304,8 @@ def finetune_problems(finetune: dict, positions: int) -> list[str]:
         folder = os.path.expanduser(source)
         if os.path.isdir(folder):
             problems += model_folder_problems(folder, f"finetune.baselines.{name}",
-                                              {task: finetune[task]["max_length"] for task in TASKS},
-                                              {task: finetune[task]["unpad"] for task in TASKS})
+                                              {task: task_section(finetune, task)["max_length"] for task in tasks},
+                                              {task: task_section(finetune, task)["unpad"] for task in tasks})
     return problems
 
 
@@ -314,28 +326,33 @@ def benchmark_problems(benchmark: dict, positions: int) -> list[str]:
 def unused_source_warnings(config: dict) -> list[str]:
     """Settings of a data source the config does not use: usually a forgotten `source: local`."""
     sections = [("corpus", config["corpus"], ("train", "validation"))]
-    sections += [(f"finetune.{task}", config["finetune"][task], ("train", "validation")) for task in TASKS]
+    sections += [(f"finetune.{task}", config["finetune"][task], ("train", "validation"))
+                 for task in configured_tasks(config["finetune"]) if "source" in config["finetune"].get(task, {})]
     return [f"{key}.local.{split} is set but {key}.source is {section['source']!r}: the file is not used "
             f"(set {key}.source: local to use it)"
             for key, section, splits in sections if section["source"] != "local"
             for split in splits if section["local"].get(split)]
 
 
-def local_task_file_problems(task: str, section: dict) -> list[str]:
-    """Local task files that exist but cannot be data (a folder, an empty file); a missing one is
-    reported by the glob expansion in rules/common.smk."""
-    if section["source"] != "local":
+def local_task_file_problems(key: str, section: dict) -> list[str]:
+    """Local task files (of `key`, a task's config section) that exist but cannot be data (a folder,
+    an empty file); a missing one is reported by the glob expansion in rules/common.smk."""
+    if "source" not in section:  # finetune.custom.<name>: its files are train and validation
+        files = {split: section[split] for split in ("train", "validation")}
+    elif section["source"] == "local":
+        files = {f"local.{split}": path for split, path in section["local"].items()
+                 if split in ("train", "validation", "validation_mismatched")}
+    else:
         return []
     problems = []
-    for split in ("train", "validation"):
-        path = section["local"].get(split)
+    for name, path in files.items():
         if path is None:
             continue
         path = os.path.expanduser(path)
         if os.path.isdir(path):
-            problems.append(f"finetune.{task}.local.{split}: {path!r} is a folder; give the file")
+            problems.append(f"{key}.{name}: {path!r} is a folder; give the file")
         elif os.path.isfile(path) and os.path.getsize(path) == 0:
-            problems.append(f"finetune.{task}.local.{split}: {path!r} is empty")
+            problems.append(f"{key}.{name}: {path!r} is empty")
     return problems
 
 
@@ -351,7 +368,7 @@ def model_name_problems(config: dict) -> list[str]:
             problems.append(f"finetune.baselines: names {other!r} and {name!r} differ only in case "
                             "(one folder on macOS/Windows file systems); rename one")
     if config["benchmark"]["enabled"] and config["benchmark"]["include_finetuned"]:
-        labels = {f"{model}-{task}".lower() for model in names for task in TASKS}
+        labels = {f"{model}-{task}".lower() for model in names for task in configured_tasks(config["finetune"])}
         problems += [f"finetune.baselines.{name}: the name is also the inference benchmark's label of a "
                      "fine-tuned model; rename it" for name in names if name.lower() in labels]
     return problems
@@ -388,10 +405,9 @@ def model_type_problems(model_config: dict, source: str, key: str, tasks) -> lis
             "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"):
         return [f"{key}: {source} has model_type {model_type!r}, an encoder-decoder model; fine-tuning takes "
                 f"{accepted}"]
-    classes = {"sst2": "AutoModelForSequenceClassification", "squad": "AutoModelForQuestionAnswering"}
-    return [f"{key}: {source} has model_type {model_type!r}, which has no {classes[task]} class in transformers "
-            f"(finetune.{task}); fine-tuning takes {accepted}"
-            for task in tasks if model_type not in auto_model_types(TASK_MAPPINGS[task])]
+    return [f"{key}: {source} has model_type {model_type!r}, which has no {TASK_HEADS[task_head(task)][0]} class "
+            f"in transformers (finetune.{task}); fine-tuning takes {accepted}"
+            for task in tasks if model_type not in auto_model_types(TASK_HEADS[task_head(task)][1])]
 
 
 def usable_positions(model_config: dict) -> int | None:
@@ -414,10 +430,11 @@ def tokenizer_problems(key: str, source: str, tokenizer_size: int, special_token
         problems.append(f"{key}: {source} has {tokenizer_size} tokens but the model's embedding has {vocab_size} "
                         "rows (config.json vocab_size); the tokenizer does not belong to this model")
     for task in tasks:
-        missing = [role for role in TASK_SPECIAL_TOKENS[task] if not special_tokens.get(role)]
+        needed = TASK_SPECIAL_TOKENS[task_head(task)]
+        missing = [role for role in needed if not special_tokens.get(role)]
         if missing:
             problems.append(f"{key}: {source} has no {' / '.join(missing)}, which finetune.{task} needs "
-                            f"(expected the tokenizer's {' and '.join(TASK_SPECIAL_TOKENS[task])})")
+                            f"(expected the tokenizer's {' and '.join(needed)})")
     return problems
 
 

@@ -1,6 +1,7 @@
-"""Fine-tuning stages: SST-2 (sequence classification) and SQuAD v1.1 / v2.0 (extractive QA).
+"""Fine-tuning stages: classification and regression on single texts or pairs (the GLUE tasks, and
+tasks on the config's own files) and SQuAD v1.1 / v2.0 (extractive QA).
 
-One loop for both (AdamW, linear warmup/decay, bf16 autocast on GPU, Accelerate for device and
+One loop for all (AdamW, linear warmup/decay, bf16 autocast on GPU, Accelerate for device and
 DDP), evaluated after every epoch on the validation split, as run_glue.py / run_qa.py do with
 `--do_eval --eval_strategy epoch`. The model source is any local model folder: our pretrained
 model, a baseline folder, or a Hub model downloaded by the `download_model` rule (bertflow.models).
@@ -25,6 +26,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,11 +37,12 @@ from .checkpoints import StopRequested, load_training_state, save_training_state
 from .checks import require_supported_model, tokenizer_problems, unpadding_refusal
 from .distributed import spec_main, world_size
 from .errors import ConfigError, DataError
-from .inputs import uses_token_types
+from .inputs import encode_texts, uses_token_types
 from .io import save_tokenizer, write_json, write_text
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
+from .tasks import GLUE_TASKS, TextTask, custom_task, text_task
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +79,34 @@ class FinetuneSettings:
 # ----------------------------------------------------------------------------- models
 
 
-def load_task_model(task: str, model_dir: str, max_length: int | None = None):
+TASK_KINDS = ("classification", "regression", "qa")
+
+
+def load_task_model(task_kind: str, model_dir: str, max_length: int | None = None, labels=None):
     """Task model (a new, seeded head on the pretrained body), its tokenizer, and transformers'
-    loading report (which weights were newly initialised or left unused). `max_length`: the
-    task's, checked against the model's positions before any weight is read."""
+    loading report (which weights were newly initialised or left unused). `task_kind`:
+    classification (`labels`: the class names, in id order), regression (one output, MSE loss) or
+    qa; `max_length`: the task's, checked against the model's positions before any weight is read."""
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
+    if task_kind not in TASK_KINDS:
+        raise ConfigError(f"unknown task kind {task_kind!r}; expected one of {', '.join(TASK_KINDS)}")
     # Before any weight is read: a GPT-2 folder, or a Hub baseline with fewer positions than max_length.
-    require_supported_model(model_dir, max_lengths={task: max_length} if max_length else None, tasks=[task])
+    require_supported_model(model_dir, max_lengths={task_kind: max_length} if max_length else None,
+                            tasks=[task_kind])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if task == "sst2":
+    if task_kind == "classification":
+        names = [str(label) for label in labels]
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=2, id2label=SST2_LABELS, label2id={v: k for k, v in SST2_LABELS.items()},
-            output_loading_info=True)
+            model_dir, num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)}, output_loading_info=True)
+    elif task_kind == "regression":
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=1, problem_type="regression", output_loading_info=True)
     else:
         model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True)
     special = {role: getattr(tokenizer, role) for role in ("pad_token", "cls_token", "sep_token")}
-    problems = tokenizer_problems(model_dir, "its tokenizer", len(tokenizer), special, model.config.vocab_size, [task])
+    problems = tokenizer_problems(model_dir, "its tokenizer", len(tokenizer), special, model.config.vocab_size, [task_kind])
     if problems:
         raise DataError("; ".join(problems))
     return model, tokenizer, info
@@ -156,47 +170,76 @@ def parameter_accounting(model_dir: str, model, loading_info: dict) -> dict:
 
 # ----------------------------------------------------------------------------- tasks
 
-SST2_LABELS = {0: "negative", 1: "positive"}
+class SentenceTask:
+    """A classification or regression task on single texts or pairs (a GLUE task, or one of the
+    config's own, bertflow.tasks.TextTask), read from its prepared TSV files."""
 
-
-class Sst2:
-    name = "sst2"
     sequence_outputs: tuple[str, ...] = ()
     pooled_only = True  # the head reads the [CLS] row only
 
     def __init__(self, tokenizer, settings: FinetuneSettings, train_file: str, validation_file: str,
-                 token_types: bool = True):
-        from .task_data import read_sst2_tsv
+                 definition: TextTask | None = None, token_types: bool = True):
+        from .task_data import read_prepared_tsv, task_labels
 
-        self.train = read_sst2_tsv(train_file)[: settings.max_train_samples]
-        self.validation = read_sst2_tsv(validation_file)[: settings.max_eval_samples]
-        self.tokenizer, self.settings, self.token_types = tokenizer, settings, token_types
+        self.definition = definition or GLUE_TASKS["sst2"]
+        self.name = self.definition.name
+        train = read_prepared_tsv(train_file)
+        self.labels = task_labels(self.definition, train)  # None for regression
+        self.train = train[: settings.max_train_samples]
+        validation = read_prepared_tsv(validation_file)
+        self.validation = [e for name in self.definition.validation_sets  # MNLI: the first N of each set
+                           for e in [e for e in validation if e.validation_set == name][: settings.max_eval_samples]]
+        self.tokenizer, self.settings = tokenizer, settings
+        # Single texts are all token type 0, the model's default: only pairs carry token_type_ids.
+        self.token_types = token_types and self.definition.pair
         self.files = (train_file, validation_file)
 
-    def _encode(self, rows):
-        from .inputs import encode_texts
+    def contract(self) -> dict:
+        return self.definition.contract()
 
-        # Padded to the longest sentence of the split only; batches are cut to their own longest.
-        return encode_texts(self.tokenizer, [s for s, _ in rows], None, self.settings.max_length,
+    def _targets(self, rows) -> torch.Tensor:
+        if self.labels is None:
+            return torch.tensor([float(e.label) for e in rows])
+        ids = {label: i for i, label in enumerate(self.labels)}
+        return torch.tensor([ids[e.label] for e in rows])
+
+    def _encode(self, rows):
+        # Padded to the longest row of the split only; batches are cut to their own longest.
+        second = [e.texts[1] for e in rows] if self.definition.pair else None
+        return encode_texts(self.tokenizer, [e.texts[0] for e in rows], second, self.settings.max_length,
                             token_types=self.token_types)
 
     def build_features(self) -> dict[str, dict]:
-        return {"train": {**self._encode(self.train), "labels": torch.tensor([label for _, label in self.train])},
+        return {"train": {**self._encode(self.train), "labels": self._targets(self.train)},
                 "eval": self._encode(self.validation)}
 
     @staticmethod
     def training_loss(model, batch: dict) -> torch.Tensor:
         return model(**batch).loss
 
-    def score(self, outputs: dict, features: dict) -> tuple[dict, object]:
+    def _metric(self):
         from .metrics import load
 
-        predicted = outputs["logits"].argmax(-1).numpy()
-        gold = np.array([label for _, label in self.validation])
-        metrics = load("sst2").compute(predictions=predicted, references=gold)
-        predictions = [{"sentence": s, "label": int(g), "prediction": int(p)}
-                       for (s, g), p in zip(self.validation, predicted)]
+        # SST-2 keeps its module: accuracy with the positive class's precision, recall and F1.
+        return load("sst2") if self.name == "sst2" else load("glue", self.definition.metric_config)
+
+    def score(self, outputs: dict, features: dict) -> tuple[dict, object]:
+        logits = outputs["logits"]
+        predicted = (logits[:, 0] if self.labels is None else logits.argmax(-1)).numpy()
+        gold = self._targets(self.validation).numpy()
+        sets = self.definition.validation_sets
+        metrics = {}
+        for name in sets:  # MNLI: matched and mismatched, each scored on its own
+            rows = np.array([e.validation_set == name for e in self.validation])
+            scores = self._metric().compute(predictions=predicted[rows], references=gold[rows])
+            metrics.update({f"{k}_{name}" if name else k: v for k, v in scores.items()})
+        columns = self.definition.columns
+        predictions = [{**dict(zip(columns, e.texts)), "label": self._value(g), "prediction": self._value(p)}
+                       for e, g, p in zip(self.validation, gold, predicted)]
         return metrics, predictions
+
+    def _value(self, target):
+        return float(target) if self.labels is None else self.labels[int(target)]
 
 
 class Squad:
@@ -250,8 +293,7 @@ class Squad:
         else:
             predictions = decode_answers(self.validation, *self._decode_inputs(outputs, features))
             metrics = squad_scores(self._gold(), predictions)
-        label = "SQuAD v2.0" if self.version_2 else "SQuAD v1.1"
-        return {"task_metrics": ["exact_match", "f1"], "task_label": label, "glue": False, **metrics}, predictions
+        return metrics, predictions
 
     def score_v2(self, outputs: dict, features: dict) -> tuple[dict, dict]:
         """The official v2.0 scores, and per question the answer ("" for none), the best span and
@@ -273,8 +315,33 @@ class Squad:
     def _gold(self) -> dict[str, list[str]]:
         return {e["id"]: e["answers"]["text"] for e in self.validation}
 
+    def contract(self) -> dict:
+        label = "SQuAD v2.0" if self.version_2 else "SQuAD v1.1"
+        return {"task_metrics": ["exact_match", "f1"], "task_label": label, "glue": False}
 
-TASKS = {"sst2": Sst2, "squad": Squad}
+
+# The built-in tasks by name, each called as TASKS[name](tokenizer, settings, train_file, validation_file).
+TASKS = {**{name: partial(SentenceTask, definition=task) for name, task in GLUE_TASKS.items()}, "squad": Squad}
+
+
+def task_data_for(task: str, definition: dict | None, tokenizer, settings, train_file: str, validation_file: str,
+                  token_types: bool):
+    """The task's data: SQuAD, a GLUE task, or the custom task `definition` (its config section)."""
+    if task == "squad":
+        return Squad(tokenizer, settings, train_file, validation_file, token_types)
+    spec = custom_task(task, definition) if definition else text_task(task)
+    return SentenceTask(tokenizer, settings, train_file, validation_file, spec, token_types)
+
+
+def task_kind_and_labels(task: str, definition: dict | None, train_file: str) -> tuple[str, tuple | None]:
+    """What load_task_model needs before the tokenizer exists: the kind and the class names."""
+    if task == "squad":
+        return "qa", None
+    from .task_data import read_prepared_tsv, task_labels
+
+    spec = custom_task(task, definition) if definition else text_task(task)
+    labels = task_labels(spec, read_prepared_tsv(train_file))
+    return spec.kind, (list(spec.id2label(labels).values()) if labels is not None else None)
 
 # What a cached feature file depends on besides the tokenizer and the data files; bump
 # FEATURES_FORMAT when the feature code changes what it produces.
@@ -297,7 +364,8 @@ def features_key(task) -> str:
     from .hub import sha256_file
 
     spec = {
-        "format": FEATURES_FORMAT, "task": task.name, "token_types": task.token_types,
+        "format": FEATURES_FORMAT, "task": task.name, "labels": getattr(task, "labels", None),
+        "token_types": getattr(task, "token_types", None),
         "tokenizer": tokenizer_digest(task.tokenizer),
         "files": [sha256_file(path) for path in task.files],
         "settings": {k: getattr(task.settings, k) for k in FEATURE_SETTINGS},
@@ -582,24 +650,27 @@ class FineTuner:
 
 
 def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str, out_dir: str,
-             settings: dict, seed: int, device: str, model_name: str = "model",
+             settings: dict, seed: int, device: str, model_name: str = "model", definition: dict | None = None,
              features_cache: str | None = None, tensorboard: bool = False, checkpoint_dir: str | None = None) -> dict:
     """Stage entry: fine-tune one model on one task with one seed; write metrics and predictions.
 
     `features_cache`: folder where the tokenized features are kept between seeds and reruns (None:
     built in memory). `tensorboard`: write event files to OUT_DIR/tensorboard (main process).
     `checkpoint_dir`: where the run's checkpoint is kept until its outputs are written; a rerun
-    resumes from it (None: no checkpoints, and signals keep their usual effect)."""
+    resumes from it (None: no checkpoints, and signals keep their usual effect). `definition`: the
+    config section of a custom task (finetune.custom.<task>); None for GLUE tasks and SQuAD."""
     from .tracking import Tracker
 
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
     started = time.time()
-    settings = FinetuneSettings.from_config(settings, f"finetune.{task}")
+    where = f"finetune.custom.{task}" if definition else f"finetune.{task}"
+    settings = FinetuneSettings.from_config(settings, where)
+    kind, labels = task_kind_and_labels(task, definition, train_file)
+    require_supported_model(model_dir, max_lengths={task: settings.max_length})  # the error names the task
     torch.manual_seed(seed)  # the task head's initialisation
-    model, tokenizer, loading_info = load_task_model(task, model_dir, settings.max_length)
+    model, tokenizer, loading_info = load_task_model(kind, model_dir, settings.max_length, labels)
     params = parameter_accounting(model_dir, model, loading_info)
-    task_data = TASKS[task](tokenizer, settings, train_file, validation_file, uses_token_types(model.config))
+    task_data = task_data_for(task, definition, tokenizer, settings, train_file, validation_file,
+                              uses_token_types(model.config))
     features = load_features(task_data, features_cache)
     reduction = None
     if settings.reduce_vocab:
@@ -608,7 +679,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         used = torch.cat([features["train"]["input_ids"].flatten(), features["eval"]["input_ids"].flatten()]).unique()
         reduction = VocabReduction(model, used.tolist(), tokenizer.all_special_ids)
         reduction.apply()
-    unpadded, why = unpad_decision(settings.unpad, model, resolve_device(device), f"finetune.{task}")
+    unpadded, why = unpad_decision(settings.unpad, model, resolve_device(device), where)
     log.info("%s: %s encoder (%s)", task, "unpadded" if unpadded else "the model's own padded", why)
     if unpadded:
         from .unpadding import unpad_encoder
@@ -639,6 +710,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
         restore_encoder(model)
     result = {
         "task": task, "model": model_name, "model_dir": model_dir, "seed": seed, **metrics,
+        **task_data.contract(),
         "epochs": history,
         "finetune_wall_time_s": tuner.wall_s(), "resumed": resumed,
         "train_examples": len(task_data.train), "validation_examples": len(task_data.validation),

@@ -51,6 +51,8 @@ def summarize_seeds(metric_files: list[str], out: str) -> dict:
         "parameters": runs[0]["parameters"],
         "per_seed": {str(r["seed"]): {k: r[k] for k in numeric} for r in runs},
         "vocab_reduction": runs[0].get("vocab_reduction"),
+        # How to show the task's metrics (its official keys, display name, whether it counts in GLUE).
+        **{k: runs[0][k] for k in ("task_metrics", "task_label", "glue") if k in runs[0]},
         "environment": environment_info(),
     }
     write_json(out, summary)

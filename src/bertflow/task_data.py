@@ -1,27 +1,43 @@
-"""Fine-tuning data: SST-2 and SQuAD v1.1 / v2.0 from generated, local or Hub-on-disk sources, validated.
+"""Fine-tuning data: the GLUE tasks, text tasks of the config's own files, and SQuAD v1.1 / v2.0,
+from generated, local or Hub-on-disk sources, validated.
 
-Everything is normalised to the official formats in results/data/<task>/: SST-2 as GLUE TSV
-(`sentence<TAB>label`, header), SQuAD as the official v1.1 or v2.0 JSON. Problems are reported with the
-file and row (or article/question id) before any training starts.
+Everything is normalised to one format per kind in results/data/<task>/: a classification or
+regression task as a TSV with a header (`sentence<TAB>label`, or `sentence1<TAB>sentence2<TAB>label`
+for pairs; MNLI's validation file adds a `validation_set` column), the label as its data files
+write it; SQuAD as the official v1.1 or v2.0 JSON. Problems are reported with the file, line and
+column (or article/question id) before any training starts.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
 
+from typing import NamedTuple
+
 from .errors import DataError
 from .io import write_json, write_text
+from .tasks import GLUE_TASKS, PAIR_COLUMNS, REGRESSION, VALIDATION_SET_COLUMN, TextTask
 
 log = logging.getLogger(__name__)
 
 # The prepared files of each task under results/data/<task>/ (train, validation), and the keys of a
 # `finetune.<task>` section that choose the data rather than the training (rules/common.smk and the
 # fine-tuning sweep read both from here).
-TASK_DATA_FILES = {"sst2": ("train.tsv", "validation.tsv"), "squad": ("train.json", "validation.json")}
+TEXT_TASK_FILES = ("train.tsv", "validation.tsv")
+TASK_DATA_FILES = {**{name: TEXT_TASK_FILES for name in GLUE_TASKS}, "squad": ("train.json", "validation.json")}
 DATA_SOURCE_KEYS = ("source", "generated", "local", "hub", "version_2_with_negative")
+# The keys of a `finetune.custom.<name>` section that define its data (the rest are training settings).
+CUSTOM_DATA_KEYS = ("train", "validation", "format", "text_columns", "label_column", "kind", "label")
+CUSTOM_FORMATS = ("csv", "tsv", "json", "jsonl")
+
+
+def prepared_files(task: str) -> tuple[str, str]:
+    """The prepared (train, validation) file names of a task under results/data/<task>/."""
+    return TASK_DATA_FILES.get(task, TEXT_TASK_FILES)
 
 
 # ----------------------------------------------------------------------------- SST-2
@@ -90,6 +106,255 @@ def hub_split(dataset_dir: str, split: str):
     if split not in data:
         raise DataError(f"{dataset_dir}: split {split!r} not found; has {list(data)}")
     return data[split]
+
+
+# ----------------------------------------------------------------------------- text tasks (GLUE, custom)
+
+
+class Example(NamedTuple):
+    """One row of a classification/regression task: its text(s), its label as the file writes it,
+    where it came from (for error messages) and, for validation, its validation set (MNLI)."""
+
+    texts: tuple
+    label: str
+    where: str  # "line 12" of a file, "record 3" of a JSON list, "row 7" of a Hub split
+    validation_set: str = ""
+
+
+def bad_encoding_error(path: Path, err: UnicodeDecodeError) -> DataError:
+    """Which line is not UTF-8, and what it most likely is instead."""
+    raw = path.read_bytes()
+    line = raw[: err.start].count(b"\n") + 1
+    guess = "UTF-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "Windows-1252 / Latin-1"
+    source = "utf-16" if guess == "UTF-16" else "cp1252"
+    return DataError(f"{path}: line {line} is not UTF-8 text ({err.reason}); it looks like {guess}: convert the "
+                     f"file to UTF-8, e.g. `iconv -f {source} -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`")
+
+
+def read_text_file(path: str) -> str:
+    """A data file's text (a UTF-8 BOM, as MRPC's files start with, is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise bad_encoding_error(path, err) from None
+
+
+def tsv_rows(path: str, quoting: int = csv.QUOTE_NONE, delimiter: str = "\t"):
+    """(line number, cells) of a delimited file; GLUE TSVs need QUOTE_NONE (unbalanced quotes)."""
+    reader = csv.reader(io.StringIO(read_text_file(path), newline=""), delimiter=delimiter, quoting=quoting)
+    for row in reader:
+        if row:
+            yield reader.line_num, row
+
+
+def header_index(header: list[str], name: str, path: str, task: TextTask, key: str = "column") -> int:
+    if name in header:
+        return header.index(name)
+    hint = ""
+    if task.pair and sum(column in header for column in ("sentence", "text", "question")) == 1:
+        hint = f"; {task.name} is a sentence-pair task and needs two text columns, the file has one"
+    raise DataError(f"{path}, line 1: missing {key} {name!r} (header: {', '.join(header)}){hint}")
+
+
+def read_glue_tsv(path: str, task: TextTask) -> list[Example]:
+    """A GLUE task's TSV in the layout of GLUE's download script (see bertflow.tasks.GLUE_TASKS)."""
+    layout = task.layout
+    rows = tsv_rows(path)
+    wanted = (*layout.text, layout.label)
+    width = None
+    if layout.header:
+        _, header = next(rows, (1, []))
+        wanted = tuple(header_index(header, name, path, task) for name in wanted)
+        width = len(header)
+    examples = []
+    for line, row in rows:
+        if (width is not None and len(row) != width) or len(row) <= max(wanted):
+            raise DataError(f"{path}, line {line}: expected {width or max(wanted) + 1} tab-separated columns, got "
+                            f"{len(row)}; a tab inside a text?")
+        examples.append(Example(tuple(row[i] for i in wanted[:-1]), row[wanted[-1]].strip(), f"line {line}"))
+    return require_examples(examples, path)
+
+
+def read_hub_task(dataset_dir: str, split: str, task: TextTask) -> list[Example]:
+    """A split of the Hub's glue/<task> saved by the download rule; class ids become the label values."""
+    data = hub_split(dataset_dir, split)
+    source = f"{dataset_dir} (split {split})"
+    columns = (*task.layout.hub_text, "label")
+    missing = sorted(set(columns) - set(data.column_names))
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; expected the glue/{task.name} layout")
+    examples = []
+    for index, row in enumerate(data):
+        label = row["label"]
+        if task.kind == REGRESSION:
+            value = str(float(label))
+        elif isinstance(label, int) and 0 <= label < len(task.labels):
+            value = task.labels[label]
+        else:
+            raise DataError(f"{source}, row {index}: label {label!r} is not a class id 0-{len(task.labels) - 1} "
+                            "(the GLUE test split has no labels; evaluate on validation)")
+        examples.append(Example(tuple(row[c] for c in task.layout.hub_text), value, f"row {index}"))
+    return require_examples(examples, source)
+
+
+def custom_format(section: dict, path: str) -> str:
+    fmt = section.get("format") or Path(path).suffix.lstrip(".").lower()
+    if fmt not in CUSTOM_FORMATS:
+        raise DataError(f"{path}: cannot tell the format from the file name; set format to one of "
+                        f"{', '.join(CUSTOM_FORMATS)}")
+    return fmt
+
+
+def custom_records(path: str, fmt: str):
+    """(where, record) pairs of a custom task's file; `where` names the line (or JSON record)."""
+    if fmt in ("csv", "tsv"):
+        rows = tsv_rows(path, csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL, "\t" if fmt == "tsv" else ",")
+        _, header = next(rows, (1, []))
+        for line, row in rows:
+            if len(row) != len(header):
+                raise DataError(f"{path}, line {line}: expected {len(header)} columns (header: "
+                                f"{', '.join(header)}), got {len(row)}")
+            yield f"line {line}", dict(zip(header, row))
+        return
+    text = read_text_file(path)
+    if fmt == "jsonl":
+        records = [(f"line {n}", line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+        for where, line in records:
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}, {where}: not valid JSON ({err})") from None
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    data = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records (or an object with a 'data' list)")
+    yield from ((f"record {n}", record) for n, record in enumerate(data, 1))
+
+
+def read_custom(path: str, section: dict, task: TextTask) -> list[Example]:
+    """A custom task's file: the text column(s) and the label column of finetune.custom.<name>."""
+    fmt = custom_format(section, path)
+    columns = (*section["text_columns"], section["label_column"])
+    examples = []
+    for where, record in custom_records(path, fmt):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, {where}: expected an object with columns {list(columns)}")
+        missing = [c for c in columns if c not in record or record[c] is None]
+        if missing:
+            raise DataError(f"{path}, {where}: missing column {missing[0]!r} (has {', '.join(map(str, record))})")
+        texts = tuple(record[c] for c in section["text_columns"])
+        for column, text in zip(section["text_columns"], texts):
+            if not isinstance(text, str):
+                raise DataError(f"{path}, {where}, column {column!r}: expected text, got {text!r}")
+        examples.append(Example(texts, str(record[section["label_column"]]).strip(), where))
+    return require_examples(examples, path)
+
+
+def check_examples(examples: list[Example], task: TextTask, path: str, columns: tuple, known: tuple | None) -> None:
+    """Non-empty texts, and labels that fit the task's kind: a number for regression, one of `known`
+    (the task's labels, or those of the training file) for classification. `columns`: the file's
+    text column(s) and label column, for the messages."""
+    *text_columns, label_column = columns
+    for example in examples:
+        where = example.where
+        for column, text in zip(text_columns, example.texts):
+            if not text.strip():
+                raise DataError(f"{path}, {where}: empty text in column {column!r}")
+        if task.kind == REGRESSION:
+            try:
+                float(example.label)
+            except ValueError:
+                raise DataError(f"{path}, {where}, column {label_column!r}: label {example.label!r} is not a "
+                                f"number, but {task.name} is a regression task") from None
+        elif known is not None and example.label not in known:
+            raise DataError(f"{path}, {where}, column {label_column!r}: label {example.label!r} is not one of the "
+                            f"labels {list(known)} ({'the training file has' if task.labels is None else 'of ' + task.name})")
+
+
+def sorted_labels(values) -> tuple:
+    """The label list of a custom task: sorted as numbers when every label is one (2 before 10)."""
+    values = set(values)
+    try:
+        return tuple(sorted(values, key=float))
+    except ValueError:
+        return tuple(sorted(values))
+
+
+def task_labels(task: TextTask, train: list[Example]) -> tuple | None:
+    if task.kind == REGRESSION:
+        return None
+    return task.labels if task.labels is not None else sorted_labels(e.label for e in train)
+
+
+def write_prepared_tsv(path: str, task: TextTask, examples: list[Example], with_set: bool = False) -> None:
+    header = [*task.columns, "label", *([VALIDATION_SET_COLUMN] if with_set else [])]
+    clean = [[" ".join(text.split()) for text in e.texts] + [e.label] + ([e.validation_set] if with_set else [])
+             for e in examples]
+    write_text(path, "\n".join("\t".join(cells) for cells in [header, *clean]) + "\n")
+
+
+def read_prepared_tsv(path: str) -> list[Example]:
+    """A prepared task file (results/data/<task>/*.tsv): text column(s), label, maybe validation_set."""
+    rows = tsv_rows(path)
+    _, header = next(rows, (1, []))
+    if "label" not in header or not header.index("label") in (1, 2):
+        raise DataError(f"{path}: expected a header 'sentence, label' or 'sentence1, sentence2, label', got {header}")
+    texts = header.index("label")
+    with_set = VALIDATION_SET_COLUMN in header
+    examples = []
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {line}: expected {len(header)} tab-separated columns, got {len(row)}")
+        examples.append(Example(tuple(row[:texts]), row[texts], f"line {line}", row[-1] if with_set else ""))
+    return require_examples(examples, path)
+
+
+def prepare_text_task(task: TextTask, *, source: str, out_train: str, out_validation: str,
+                      local_files: dict | None = None, hub_dir: str | None = None, hub_splits: dict | None = None,
+                      section: dict | None = None) -> dict:
+    """Read, check and write a GLUE or custom task: train and every validation set (MNLI: both)."""
+    sets = task.validation_sets
+    if source == "custom":
+        read = {"train": lambda: read_custom(local_files["train"], section, task),
+                "": lambda: read_custom(local_files["validation"], section, task)}
+        files, columns = {"train": local_files["train"], "": local_files["validation"]}, (*section["text_columns"],
+                                                                                       section["label_column"])
+    elif source == "local":
+        files = {"train": local_files["train"],
+                 **{name: local_files["validation" if i == 0 else f"validation_{name}"] for i, name in enumerate(sets)}}
+        read = {key: (lambda path=path: read_glue_tsv(path, task)) for key, path in files.items()}
+        columns = (*task.layout.text, task.layout.label)
+    elif source == "hub":
+        splits = {"train": hub_splits["train"],
+                  **{name: (hub_splits.get("validation") if i == 0 and hub_splits.get("validation")
+                            else task.layout.hub_validation[name]) for i, name in enumerate(sets)}}
+        files = {key: f"{hub_dir} (split {split})" for key, split in splits.items()}
+        read = {key: (lambda split=split: read_hub_task(hub_dir, split, task)) for key, split in splits.items()}
+        columns = (*task.layout.hub_text, "label")
+    else:
+        raise DataError(f"finetune.{task.name}.source: unknown source {source!r}")
+    train = read["train"]()
+    check_examples(train, task, files["train"], columns, task.labels)
+    labels = task_labels(task, train)
+    validation = []
+    for name in sets:
+        rows = read[name]()
+        check_examples(rows, task, files[name], columns, labels)
+        validation += [e._replace(validation_set=name) for e in rows]
+    write_prepared_tsv(out_train, task, train)
+    write_prepared_tsv(out_validation, task, validation, with_set=len(sets) > 1)
+    counts = {"train": len(train), "validation": len(validation), "labels": list(labels) if labels else None,
+              **({f"validation_{name}": sum(e.validation_set == name for e in validation) for name in sets}
+                 if len(sets) > 1 else {})}
+    log.info("%s data: %s", task.name, counts)
+    return counts
 
 
 # ----------------------------------------------------------------------------- SQuAD

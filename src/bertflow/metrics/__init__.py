@@ -14,8 +14,9 @@ METRICS_DIR = Path(__file__).parent
 
 
 @lru_cache(maxsize=None)  # loaded once per process, not once per evaluation
-def load(name: str):
-    """The evaluate module `name` (sst2, squad_v1, squad_v2) from this folder."""
+def load(name: str, config_name: str | None = None):
+    """The evaluate module `name` (sst2, squad_v1, squad_v2, glue) from this folder; `config_name`:
+    the module's configuration (glue: the task, or classification / regression)."""
     import evaluate
 
-    return evaluate.load(str(METRICS_DIR / f"{name}.py"))
+    return evaluate.load(str(METRICS_DIR / f"{name}.py"), config_name)
