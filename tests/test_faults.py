@@ -211,7 +211,7 @@ def test_finetune_job_checks_a_downloaded_model_s_positions(tmp_path):
     from bertflow.finetune import load_task_model
 
     folder = model_folder(tmp_path / "downloaded", max_position_embeddings=64)  # no weights at all
-    with pytest.raises(DataError, match="max_length 96 exceeds the model's 64 positions"):
+    with pytest.raises(DataError, match=r"max_length 96 \(question answering\) exceeds the model's 64 positions"):
         load_task_model("qa", str(folder), max_length=96)
 
 

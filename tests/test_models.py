@@ -72,7 +72,7 @@ def test_a_tokenizer_without_the_special_tokens_a_task_needs_is_refused(copy_of)
     assert checks.model_folder_problems(str(folder), "k", {"squad": 64}) == [
         f"k: {folder}/tokenizer.json has no cls_token, which finetune.squad needs "
         "(expected the tokenizer's pad_token and cls_token and sep_token)"]
-    with pytest.raises(DataError, match="has no cls_token, which finetune.squad needs"):
+    with pytest.raises(DataError, match="has no cls_token, which question answering needs"):
         load_task_model("qa", str(folder))
 
 

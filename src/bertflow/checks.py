@@ -39,9 +39,18 @@ TASK_HEADS = {"qa": ("AutoModelForQuestionAnswering", "MODEL_FOR_QUESTION_ANSWER
 TASK_SPECIAL_TOKENS = {"sequence": ("pad_token",), "qa": ("pad_token", "cls_token", "sep_token")}
 
 
+TASK_KIND_NAMES = {"classification": "a classification task", "regression": "a regression task",
+                   "qa": "question answering"}
+
+
 def task_head(task: str) -> str:
     """The head (TASK_HEADS) of a task, given by name or by kind (classification, regression, qa)."""
     return "qa" if task == "qa" or task in QA_TASKS else "sequence"
+
+
+def task_where(task: str) -> str:
+    """How a message names a task given by name (its config section) or by kind."""
+    return TASK_KIND_NAMES.get(task, f"finetune.{task}")
 # Families whose position ids count from pad_token_id + 1, so that max_position_embeddings holds
 # pad_token_id + 1 positions fewer than it says (roberta-base: 514, of which 512 usable).
 POSITIONS_AFTER_PAD = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod",
@@ -406,7 +415,7 @@ def model_type_problems(model_config: dict, source: str, key: str, tasks) -> lis
         return [f"{key}: {source} has model_type {model_type!r}, an encoder-decoder model; fine-tuning takes "
                 f"{accepted}"]
     return [f"{key}: {source} has model_type {model_type!r}, which has no {TASK_HEADS[task_head(task)][0]} class "
-            f"in transformers (finetune.{task}); fine-tuning takes {accepted}"
+            f"in transformers ({task_where(task)}); fine-tuning takes {accepted}"
             for task in tasks if model_type not in auto_model_types(TASK_HEADS[task_head(task)][1])]
 
 
@@ -433,7 +442,7 @@ def tokenizer_problems(key: str, source: str, tokenizer_size: int, special_token
         needed = TASK_SPECIAL_TOKENS[task_head(task)]
         missing = [role for role in needed if not special_tokens.get(role)]
         if missing:
-            problems.append(f"{key}: {source} has no {' / '.join(missing)}, which finetune.{task} needs "
+            problems.append(f"{key}: {source} has no {' / '.join(missing)}, which {task_where(task)} needs "
                             f"(expected the tokenizer's {' and '.join(needed)})")
     return problems
 
@@ -491,7 +500,9 @@ def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | N
     positions = usable_positions(model_config)
     for task, max_length in (max_lengths or {}).items():
         if positions is not None and max_length > positions:
-            problems.append(f"{key}: finetune.{task}.max_length {max_length} exceeds the model's {positions} "
+            setting = (f"max_length {max_length} ({TASK_KIND_NAMES[task]})" if task in TASK_KIND_NAMES
+                       else f"finetune.{task}.max_length {max_length}")
+            problems.append(f"{key}: {setting} exceeds the model's {positions} "
                             f"positions (max_position_embeddings in {config_path}); lower max_length")
     for task, setting in (unpad or {}).items():
         refusal = unpadding_refusal(model_config)
