@@ -455,7 +455,8 @@ def test_empty_local_task_file_or_folder_fails_before_any_job(tmp_path):
 
 
 SQUAD_WITHOUT_QUESTIONS = {"{}": "not SQuAD JSON (expected an object with a 'data' list)",
-                           '{"data": []}': "no questions (empty split)", "[": "not valid JSON"}
+                           '{"data": []}': "no questions (empty split)",
+                           "[": "SQuAD file is not valid JSON: Expecting value at line 1, column 2"}
 
 
 def test_corpus_folder_or_empty_files_are_named(tmp_path):
@@ -480,3 +481,100 @@ def test_squad_json_without_questions_is_named(tmp_path, text):
 def test_errors_are_pipeline_errors():
     """The stage wrapper prints our errors as they are: keep every check inside that family."""
     assert issubclass(ConfigError, PipelineError) and issubclass(ResourceError, PipelineError)
+
+
+# ----------------------------------------------------------------------------- damaged files name themselves
+
+
+def test_a_latin1_sst2_file_names_the_line_and_byte(tmp_path):
+    tsv = tmp_path / "train.tsv"
+    tsv.write_bytes("sentence\tlabel\na fine film\t1\nun film rat\u00e9\t0\n".encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        read_sst2_tsv(str(tsv))
+    assert str(err.value).startswith(f"{tsv}: SST-2 file is not UTF-8 text: byte 0xe9 at line 3, byte 12 "
+                                     "(file offset 40) is invalid continuation byte")
+    assert "iconv" in str(err.value)
+
+
+def test_a_latin1_or_truncated_squad_file_is_named(tmp_path):
+    squad = tmp_path / "validation.json"
+    squad.write_bytes('{"data": [{"title": "caf\u00e9"'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"validation.json: SQuAD file is not UTF-8 text: byte 0xe9 at line 1"):
+        read_squad_json(str(squad))
+    squad.write_text('{"data": [{"title": "cafe",\n "paragraphs": [')
+    with pytest.raises(DataError, match=r"validation.json: SQuAD file is not valid JSON: Expecting value at "
+                                        r"line 2, column 17; the file is truncated or damaged"):
+        read_squad_json(str(squad))
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer(tmp_path_factory):
+    from support.pretrain import generated_tokenizer
+
+    root = tmp_path_factory.mktemp("tokenizer")
+    generated_tokenizer(root, sentences=300, validation_lines=20)
+    return root / "tokenizer"
+
+
+def test_a_truncated_tokenizer_json_is_named_by_every_reader(trained_tokenizer, tmp_path):
+    import shutil
+
+    from bertflow.blocks import load_backend
+    from bertflow.tokenizer import load_tokenizer
+
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(trained_tokenizer, folder)
+    text = (folder / "tokenizer.json").read_text()
+    (folder / "tokenizer.json").write_text(text[: len(text) // 2])
+    for reader in (load_tokenizer, load_backend):
+        with pytest.raises(DataError, match=re.escape(f"{folder / 'tokenizer.json'}: tokenizer file is not valid "
+                                                      "JSON")) as err:
+            reader(str(folder))
+        assert "rerun the stage that wrote it (results/tokenizer: train_tokenizer)" in str(err.value)
+    model = model_folder(tmp_path / "model")
+    (model / "tokenizer.json").write_text("{")
+    assert any("tokenizer.json: tokenizer file is not valid JSON" in problem
+               for problem in checks.model_folder_problems(str(model), "k"))
+
+
+def test_a_safetensors_file_cut_short_is_named_at_start(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = model_folder(tmp_path / "mine")
+    weights = folder / "model.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(weights))
+    assert checks.model_folder_problems(str(folder), "k") == []
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    problems = checks.model_folder_problems(str(folder), "k")
+    assert problems == [f"k: {weights}: {len(data) // 2:,} bytes, but its header describes {len(data):,}; the "
+                        "file is truncated: download or copy the model again"]
+    weights.write_bytes(data[:4])
+    assert "shorter than its own header" in checks.model_folder_problems(str(folder), "k")[0]
+    config = tiny_config(finetune={"baselines": {"mine": str(folder)}})
+    assert f"finetune.baselines.mine: {weights}" in problems_of(config)
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_ids_beyond_the_vocabulary_name_the_block_file_and_position(tmp_path, resident):
+    import numpy as np
+    import torch
+
+    from bertflow.block_loader import BlockLoader
+    from bertflow.blocks import load_blocks
+    from support.pretrain import random_block_folder
+
+    folder = random_block_folder(tmp_path / "blocks", train_blocks=8, validation_blocks=2, seq_len=16,
+                                 vocab_size=100)
+    with open(folder / "train.bin", "r+b") as handle:  # block 5, position 3: id 4000
+        handle.seek((5 * 16 + 3) * 2)
+        handle.write(np.array([4000], dtype="<u2").tobytes())
+    _, blocks = load_blocks(str(folder))
+    expected = (f"{folder / 'train.bin'}: token id 4000 at block 5, position 3 (file offset 166) is beyond the "
+                "vocabulary of 100 ids")
+    with pytest.raises(DataError, match=re.escape(expected)):  # resident: at start; else in the batch's read
+        loader = BlockLoader(blocks["train"], device=torch.device("cpu"), seed=0, batch_size=8, world=1, rank=0,
+                             grad_accum=1, resident=resident, vocab_size=100)
+        for step in range(loader.steps_per_epoch):
+            loader.batch(0, step, 0)

@@ -20,8 +20,9 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError, DataError, ResourceError
+from .io import safetensors_problem
 from .presets import architecture
-from .tokenizer import BERT_ROLES
+from .tokenizer import BERT_ROLES, tokenizer_file_problems
 
 # BertConfig's default, which pretrain.build_model uses when pretrain.model does not set it.
 DEFAULT_MAX_POSITIONS = 512
@@ -337,6 +338,9 @@ def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | N
     if not any(Path(folder, name).is_file() for name in TOKENIZER_FILES):
         problems.append(f"{key}: {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the "
                         "tokenizer next to the model (tokenizer.save_pretrained)")
+    problems += [f"{key}: {problem}" for problem in map(safetensors_problem, sorted(Path(folder).glob("*.safetensors")))
+                 if problem]
+    problems += [f"{key}: {problem}" for problem in tokenizer_file_problems(folder)]
     positions = model_config.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)
     for task, max_length in (max_lengths or {}).items():
         if max_length > positions:

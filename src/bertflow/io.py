@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import DataError, ResourceError
@@ -32,14 +33,83 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def read_json(path: str | os.PathLike) -> Any:
+UTF8_FIX = "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8 OLD > NEW`) and rerun"
+
+
+def utf8_error(path: str | os.PathLike, what: str, data: bytes, err: UnicodeDecodeError,
+               first_line: int = 1, offset: int = 0) -> DataError:
+    """The DataError for bytes of `path` that are not UTF-8: the line, the byte in it and the file
+    offset of the first bad byte. `data` holds the bytes from file offset `offset` (line `first_line`)."""
+    line_start = data.rfind(b"\n", 0, err.start) + 1
+    line = first_line + data.count(b"\n", 0, err.start)
+    return DataError(
+        f"{path}: {what} is not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, byte "
+        f"{err.start - line_start + 1} (file offset {offset + err.start}) is {err.reason}; {UTF8_FIX}")
+
+
+def require_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {what} not found")
+    return path
+
+
+def read_text(path: str | os.PathLike, what: str = "text file") -> str:
+    """The whole file as UTF-8 text; a file that is missing or not UTF-8 is a DataError naming it."""
+    data = require_file(path, what).read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise utf8_error(path, what, data, err) from None
+
+
+def text_lines(path: str | os.PathLike, what: str = "text file") -> Iterator[str]:
+    """The lines of a UTF-8 file, line endings kept (as `open(path, newline="")` gives them, which
+    csv wants); the first line that is not UTF-8 is a DataError naming the line and byte."""
+    offset = 0
+    with open(require_file(path, what), "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise utf8_error(path, what, raw, err, first_line=number, offset=offset) from None
+            offset += len(raw)
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file",
+              fix: str = "the file is truncated or damaged: restore it or rerun the stage that wrote it") -> Any:
+    """A JSON file's value; one that is missing, not UTF-8 or not valid JSON is a DataError that
+    names it, the line and column, and says what to do (`fix`)."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from err
+        raise DataError(f"{path}: {what} is not valid JSON: {err.msg} at line {err.lineno}, column "
+                        f"{err.colno}; {fix}") from None
+
+
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """Why a .safetensors file cannot be loaded, from its header alone (cheap enough for start-up
+    checks): a file shorter or longer than the tensors its header describes was cut off in a
+    download or copy, and safetensors itself would only say "incomplete metadata"."""
+    path = Path(path)
+    size = path.stat().st_size
+    again = "download or copy the model again"
+    with open(path, "rb") as handle:
+        header_len = int.from_bytes(handle.read(8), "little")
+        if size < 8 or header_len > size - 8:
+            return f"{path}: {size:,} bytes, shorter than its own header; the file is truncated: {again}"
+        header = handle.read(header_len)
+    try:
+        tensors = json.loads(header)
+        end = max((t["data_offsets"][1] for name, t in tensors.items() if name != "__metadata__"), default=0)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, IndexError):
+        return f"{path}: the safetensors header is not a valid tensor index; the file is damaged: {again}"
+    expected = 8 + header_len + end
+    if size != expected:
+        return (f"{path}: {size:,} bytes, but its header describes {expected:,}; the file is "
+                f"{'truncated' if size < expected else 'longer than its tensors'}: {again}")
+    return None
 
 
 def require_free_disk(path: str | os.PathLike, needed_bytes: int, what: str) -> None:

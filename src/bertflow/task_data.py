@@ -7,13 +7,13 @@ file and row (or article/question id) before any training starts.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
 import logging
 from pathlib import Path
 
 from .errors import DataError
-from .io import write_json, write_text
+from .io import read_json, text_lines, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def read_sst2_tsv(path: str) -> list[tuple[str, int]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: SST-2 file not found")
-    with open(path, encoding="utf-8", newline="") as handle:
+    with contextlib.closing(text_lines(path, "SST-2 file")) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None or not {"sentence", "label"} <= set(header):
@@ -127,10 +127,7 @@ def read_squad_json(path: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: SQuAD file not found")
-    try:
-        squad = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from err
+    squad = read_json(path, "SQuAD file", fix="the file is truncated or damaged: download or prepare it again")
     validate_squad(squad, str(path))
     return squad
 

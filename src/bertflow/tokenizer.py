@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ConfigError, DataError
-from .io import save_tokenizer, write_json
+from .io import read_json, read_text, save_tokenizer, write_json
 from .provenance import environment_info
 
 log = logging.getLogger(__name__)
@@ -175,9 +175,40 @@ def report_markdown(report: dict) -> str:
     )
 
 
+# The tokenizer files a folder may hold that the libraries parse with errors naming no file.
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FIX = ("the file is truncated or damaged: delete the folder and rerun the stage that wrote it "
+                 "(results/tokenizer: train_tokenizer), or copy or download the model again")
+
+
+def tokenizer_file_problems(folder: str) -> list[str]:
+    """What keeps the tokenizer files of `folder` from being read: JSON that is cut off or not
+    UTF-8, a vocab.txt that is not UTF-8 (each named, with the line)."""
+    problems = []
+    for name in TOKENIZER_JSON_FILES:
+        if Path(folder, name).is_file():
+            try:
+                read_json(Path(folder, name), "tokenizer file", fix=TOKENIZER_FIX)
+            except DataError as err:
+                problems.append(str(err))
+    if Path(folder, "vocab.txt").is_file():
+        try:
+            read_text(Path(folder, "vocab.txt"), "tokenizer vocabulary")
+        except DataError as err:
+            problems.append(str(err))
+    return problems
+
+
+def require_readable_tokenizer(folder: str) -> None:
+    problems = tokenizer_file_problems(folder)
+    if problems:
+        raise DataError("; ".join(problems))
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     if not Path(path, "tokenizer_config.json").is_file():
         raise DataError(f"{path}: no tokenizer_config.json; is this a tokenizer folder?")
+    require_readable_tokenizer(path)
     return AutoTokenizer.from_pretrained(path)
