@@ -578,3 +578,18 @@ def test_ids_beyond_the_vocabulary_name_the_block_file_and_position(tmp_path, re
                              grad_accum=1, resident=resident, vocab_size=100)
         for step in range(loader.steps_per_epoch):
             loader.batch(0, step, 0)
+
+
+def test_a_repeated_squad_question_id_is_named(tmp_path):
+    """Predictions are keyed by id: a repeated one would leave a question unscored, silently."""
+    def article(qid):
+        return {"title": "t", "paragraphs": [{"context": "Ada wrote notes.", "qas": [
+            {"id": qid, "question": "Who wrote notes?", "answers": [{"text": "Ada", "answer_start": 0}]}]}]}
+
+    path = tmp_path / "validation.json"
+    path.write_text(json.dumps({"data": [article("q1"), article("q2"), article("q1")]}))
+    with pytest.raises(DataError, match=re.escape(f"{path}: question id 'q1' is used twice (in article 0, again in "
+                                                  "article 2)")):
+        read_squad_json(str(path))
+    path.write_text(json.dumps({"data": [article("q1"), article("q2"), article("q3")]}))
+    assert read_squad_json(str(path))["data"][2]["paragraphs"][0]["qas"][0]["id"] == "q3"

@@ -100,6 +100,7 @@ def validate_squad(squad: dict, source: str) -> int:
     if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
         raise DataError(f"{source}: not SQuAD JSON (expected an object with a 'data' list)")
     questions = 0
+    first_article_of: dict[str, int] = {}  # predictions and scores are keyed by id: each must be one question's
     for a_index, article in enumerate(squad["data"]):
         for paragraph in article.get("paragraphs", []):
             context = paragraph.get("context")
@@ -107,6 +108,11 @@ def validate_squad(squad: dict, source: str) -> int:
                 raise DataError(f"{source}: article {a_index} has a paragraph without a 'context' string")
             for qa in paragraph.get("qas", []):
                 qid = qa.get("id", "?")
+                if qid in first_article_of:
+                    raise DataError(f"{source}: question id {qid!r} is used twice (in article {first_article_of[qid]}, "
+                                    f"again in article {a_index}); predictions are scored by id, so one of the two would "
+                                    "never be scored: give every question its own id")
+                first_article_of[qid] = a_index
                 if not qa.get("question") or not qa.get("answers"):
                     raise DataError(f"{source}: question {qid} lacks a question text or answers")
                 for answer in qa["answers"]:
