@@ -7,6 +7,7 @@ numbers in the comments refer to the items of issue 15 (and 14.4 for `--config`)
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import os
@@ -593,3 +594,62 @@ def test_a_repeated_squad_question_id_is_named(tmp_path):
         read_squad_json(str(path))
     path.write_text(json.dumps({"data": [article("q1"), article("q2"), article("q3")]}))
     assert read_squad_json(str(path))["data"][2]["paragraphs"][0]["qas"][0]["id"] == "q3"
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a disk that really fills up (needs the right to mount; skipped without)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()[-200:]}): run as root to test a full disk")
+    yield mount_point
+    gc.collect()  # a failed torch.save's writer holds its file open until collected
+    subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def test_a_checkpoint_that_fills_the_disk_says_so_and_keeps_the_previous_one(tiny_disk):
+    import torch
+
+    from bertflow.checkpoints import save_checkpoint
+
+    path = tiny_disk / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.zeros(1000)})
+    with pytest.raises(ResourceError) as err:  # torch alone: "RuntimeError: ... unexpected pos 576 vs 534"
+        save_checkpoint(path, {"step": 2, "w": torch.zeros(200_000)})
+    message = str(err.value)
+    assert message.startswith(f"{path}: the disk filled up while writing the checkpoint (No space left on device; ")
+    assert re.search(r"; [\d.,]+ MiB free there now\); nothing half-written was kept", message) and "\n" not in message
+    assert torch.load(path, weights_only=True)["step"] == 1 and not path.with_suffix(".tmp").exists()
+
+
+def test_a_report_that_fills_the_disk_says_so_and_keeps_the_old_file(tiny_disk):
+    from bertflow.io import write_json
+
+    path = tiny_disk / "metrics.json"
+    write_json(path, {"accuracy": 1})
+    with pytest.raises(ResourceError, match=re.escape(f"{path}: the disk filled up while writing the file")):
+        write_json(path, {"text": "x" * 400_000})
+    assert json.loads(path.read_text()) == {"accuracy": 1} and [p.name for p in tiny_disk.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("raised, named", [
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1034304 vs 1034196"), "model"),
+    (OSError(28, "No space left on device", "features/train.arrow"), "features/train.arrow"),
+])
+def test_a_stage_that_fills_the_disk_ends_its_log_with_the_path_and_free_space(tmp_path, monkeypatch, raised, named):
+    for key in OFFLINE_ENV:
+        monkeypatch.setenv(key, "1")
+    smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="finetune", threads=None, output=["model"])
+    with pytest.raises(ResourceError):
+        with stage(smk):
+            raise raised
+    logging.shutdown()
+    last = (tmp_path / "x.log").read_text().strip().splitlines()[-1]
+    assert f"rule finetune failed: {named}: the disk filled up while writing the outputs of rule finetune" in last
+    assert "MiB free there now" in last

@@ -25,7 +25,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with disk_full_guard(path, "the file"), os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -137,15 +137,57 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+# torch.save reports a short write as a RuntimeError ("[enforce fail at inline_container.cc:672] .
+# unexpected pos 576 vs 534") and safetensors as a SafetensorError, neither with an errno.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "os error 28", "unexpected pos ")
+
+
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    """`err` and the errors it was raised from or during."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` (or an error it was raised from) is a write that ran out of disk space."""
+    return any((isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS)
+               or (isinstance(e, Exception) and any(text in str(e) for text in DISK_FULL_TEXTS)) for e in _chain(err))
+
+
+def disk_full_error_of(err: BaseException, path: str | os.PathLike, what: str) -> ResourceError | None:
+    """For a stage that failed with `err`: the disk-full error naming the file the error names (else
+    `path`), or None when `err` is something else or already says it."""
+    if isinstance(err, ResourceError) or not is_disk_full(err):
+        return None
+    named = next((e.filename for e in _chain(err) if isinstance(e, OSError) and e.filename), None)
+    return disk_full_error(named or path, what)
+
+
+def free_space(path: str | os.PathLike) -> str:
+    path = Path(path)
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    return f"{shutil.disk_usage(probe).free / 2**20:,.1f} MiB free"
+
+
+def disk_full_error(path: str | os.PathLike, what: str) -> ResourceError:
+    """The one line for a write that filled the disk: the path, what was written, the free space."""
+    return ResourceError(
+        f"{path}: the disk filled up while writing {what} (No space left on device; {free_space(path)} there "
+        "now); nothing half-written was kept: free space or point results_dir elsewhere, then rerun (training "
+        "resumes from its last checkpoint)")
+
+
 @contextlib.contextmanager
-def disk_full_guard(folder: str | os.PathLike, what: str):
-    """Turn "No space left on device" while writing `what` into a ResourceError naming the folder."""
+def disk_full_guard(path: str | os.PathLike, what: str):
+    """Turn a write that runs out of disk space inside the block into a ResourceError naming `path`."""
     try:
         yield
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as err:
+        full = disk_full_error_of(err, path, what)
+        if full is None:
             raise
-        raise ResourceError(
-            f"{folder}: the disk filled up while writing {what} ({err.strerror}); nothing half-written "
-            "was kept: free space or point results_dir elsewhere, then rerun"
-        ) from err
+        raise full from err

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from .errors import PipelineError
+from .io import disk_full_error_of
 
 log = logging.getLogger("bertflow")
 
@@ -97,7 +98,12 @@ def stage(smk, *, network: bool = False):
         yield
     except BaseException as err:
         log.exception("rule %s failed", getattr(smk, "rule", "?"))
-        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), failure_cause(err))  # the log's last line
+        # A full disk anywhere a stage writes (models, features, figures) reads as such, with a path.
+        full = disk_full_error_of(err, smk.output[0] if getattr(smk, "output", None) else ".",
+                                  f"the outputs of rule {getattr(smk, 'rule', '?')}")
+        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), failure_cause(full or err))  # the log's last line
+        if full is not None:
+            raise full from err
         raise
     finally:
         # A stage script ends here anyway; a caller in the same process (tests) gets its streams back.
