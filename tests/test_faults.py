@@ -653,3 +653,39 @@ def test_a_stage_that_fills_the_disk_ends_its_log_with_the_path_and_free_space(t
     last = (tmp_path / "x.log").read_text().strip().splitlines()[-1]
     assert f"rule finetune failed: {named}: the disk filled up while writing the outputs of rule finetune" in last
     assert "MiB free there now" in last
+
+
+# ----------------------------------------------------------------------------- permissions
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_stage_outputs_follow_the_umask(tmp_path, monkeypatch, umask, file_mode, dir_mode):
+    """As `cp` would create them: JSON (written through mkstemp) and safetensors (owner-only by
+    themselves) included, so that a group sharing the project folder can read the results."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bertflow.io import write_json
+
+    for key in OFFLINE_ENV:
+        monkeypatch.setenv(key, "1")
+    previous = os.umask(umask)
+    try:
+        report, model = tmp_path / "out" / "report.json", tmp_path / "out" / "model"
+        smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="pretrain", threads=None,
+                              output=[str(report), str(model)])
+        with stage(smk):
+            write_json(report, {"perplexity": 3.0})
+            (model / "sub").mkdir(parents=True)
+            save_file({"w": torch.zeros(2)}, str(model / "sub" / "model.safetensors"))
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (report, model, model / "sub", model / "sub" / "model.safetensors")}
+    assert modes == {"report.json": file_mode, "model": dir_mode, "sub": dir_mode, "model.safetensors": file_mode}
+
+
+def test_every_result_of_a_run_is_readable_as_the_umask_allows(tiny_run):
+    allowed = 0o666 & ~os.umask(os.umask(0o022))
+    owner_only = [str(p.relative_to(tiny_run)) for p in (tiny_run / "results").rglob("*")
+                  if p.is_file() and p.stat().st_mode & allowed != allowed]
+    assert owner_only == []

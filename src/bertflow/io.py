@@ -20,6 +20,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def current_umask() -> int:
+    """The process's umask (os.umask can only be read by setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give `path` (a file, or a folder and everything in it) the permissions a new file gets under
+    the umask, as `cp` would: temp-file helpers (mkstemp, safetensors) create files readable by
+    the owner only, which group members of a shared project folder could not read. Permissions
+    are only added, never taken away."""
+    path = Path(path)
+    allowed = {False: 0o666 & ~current_umask(), True: 0o777 & ~current_umask()}
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if item.is_symlink() or not item.exists():
+            continue
+        mode = item.stat().st_mode & 0o7777
+        wanted = mode | allowed[item.is_dir()]
+        if wanted != mode:
+            item.chmod(wanted)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +50,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with disk_full_guard(path, "the file"), os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        follow_umask(tmp)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from .errors import PipelineError
-from .io import disk_full_error_of
+from .io import disk_full_error_of, follow_umask
 
 log = logging.getLogger("bertflow")
 
@@ -96,6 +96,8 @@ def stage(smk, *, network: bool = False):
     log.info("rule %s started (pid %d)", getattr(smk, "rule", "?"), os.getpid())
     try:
         yield
+        for output in getattr(smk, "output", None) or []:  # libraries' temp-file writes are owner-only
+            follow_umask(output)
     except BaseException as err:
         log.exception("rule %s failed", getattr(smk, "rule", "?"))
         # A full disk anywhere a stage writes (models, features, figures) reads as such, with a path.
