@@ -18,6 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .errors import DataError
 from .io import read_json, write_text
 from .markdown import size, table
+from .tokenizer import vocabulary_shortfall
 
 # Task metadata of the fine-tuning results, as the Hub's model-index expects it.
 TASK_METADATA = {
@@ -117,7 +118,8 @@ def training_section(info: dict, corpus: dict, tokenizer: dict) -> list[str]:
         ["corpus", corpus_text],
         ["tokenizer", f"WordPiece, {tokenizer.get('vocab_size', '?'):,} tokens, UNK rate "
                       f"{100 * tokenizer.get('unk_rate', 0):.2f}%, {tokenizer.get('subwords_per_word', 0):.3f} "
-                      "sub-words per word"],
+                      "sub-words per word" + (f" ({vocabulary_shortfall(tokenizer)})"
+                                              if vocabulary_shortfall(tokenizer) else "")],
         ["objective", f"masked LM, {100 * settings.get('mlm_probability', 0.15):.0f}% of tokens masked"],
         ["sequence length", settings.get("seq_len", "?")],
         ["tokens seen", f"{info['tokens_seen']:,}"],

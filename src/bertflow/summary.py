@@ -18,6 +18,7 @@ from .card import perplexity_table, read_perplexity
 from .io import read_json, write_json, write_text
 from .markdown import size, table
 from .provenance import environment_info
+from .tokenizer import vocabulary_shortfall
 
 
 def summarize_seeds(metric_files: list[str], out: str) -> dict:
@@ -111,7 +112,7 @@ def tokenizer_section(report: dict) -> list[str]:
         ["vocab size", "UNK rate", "sub-words per word", "validation words"],
         [[f"{report['vocab_size']:,}", f"{100 * report['unk_rate']:.3f}%", f"{report['subwords_per_word']:.3f}",
           f"{report.get('validation_words', 0):,}"]], numeric={0, 1, 2, 3},
-    ) + [""]
+    ) + [""] + ([f"**Note:** {vocabulary_shortfall(report)}.", ""] if vocabulary_shortfall(report) else [])
 
 
 def parameters_section(reports: dict[str, tuple[dict, str]], out: str) -> list[str]:

@@ -134,6 +134,8 @@ def train_tokenizer(
     report.update(requested_vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency,
                   max_train_bytes=max_train_bytes)
     report["environment"] = environment_info()
+    if vocabulary_shortfall(report):
+        log.warning("%s: %s", train_file, vocabulary_shortfall(report))
     write_json(out_report, report)
     Path(out_report).with_suffix(".md").write_text(report_markdown(report), encoding="utf-8")
     log.info("tokenizer: %d tokens, UNK rate %.4f", report["vocab_size"], report["unk_rate"])
@@ -162,6 +164,16 @@ def tokenizer_report(tokenizer, text_file: str, max_lines: int = REPORT_MAX_LINE
         "unk_rate": unk_words / words if words else 0.0,
         "subwords_per_word": subwords / words if words else 0.0,
     }
+
+
+def vocabulary_shortfall(report: dict) -> str | None:
+    """A sentence when the text gave fewer pieces than tokenizer.vocab_size asked for (the trainer
+    stops when no pair is frequent enough), else None: for the log, report.md and the model card."""
+    asked, got = report.get("requested_vocab_size"), report.get("vocab_size")
+    if not asked or got is None or got >= asked:
+        return None
+    return (f"the corpus filled only {got:,} of the {asked:,} vocabulary pieces asked for (tokenizer.vocab_size): "
+            "it has too few distinct words; add text, or lower tokenizer.vocab_size to silence this")
 
 
 def report_markdown(report: dict) -> str:
