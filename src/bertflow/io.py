@@ -108,7 +108,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file",
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: {what} is not valid JSON: {err.msg} at line {err.lineno}, column "
+        raise DataError(f"{path}: {what} is not valid JSON: {err.msg.removesuffix(' at')} at line {err.lineno}, column "
                         f"{err.colno}; {fix}") from None
 
 
