@@ -680,7 +680,8 @@ def test_stage_outputs_follow_the_umask(tmp_path, monkeypatch, umask, file_mode,
             save_file({"w": torch.zeros(2)}, str(model / "sub" / "model.safetensors"))
     finally:
         os.umask(previous)
-    modes = {p.name: p.stat().st_mode & 0o777 for p in (report, model, model / "sub", model / "sub" / "model.safetensors")}
+    written = (report, model, model / "sub", model / "sub" / "model.safetensors")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in written}
     assert modes == {"report.json": file_mode, "model": dir_mode, "sub": dir_mode, "model.safetensors": file_mode}
 
 

@@ -109,9 +109,9 @@ def validate_squad(squad: dict, source: str) -> int:
             for qa in paragraph.get("qas", []):
                 qid = qa.get("id", "?")
                 if qid in first_article_of:
-                    raise DataError(f"{source}: question id {qid!r} is used twice (in article {first_article_of[qid]}, "
-                                    f"again in article {a_index}); predictions are scored by id, so one of the two would "
-                                    "never be scored: give every question its own id")
+                    raise DataError(f"{source}: question id {qid!r} is used twice (in article "
+                                    f"{first_article_of[qid]}, again in article {a_index}); predictions are scored "
+                                    "by id, so one of the two would never be scored: give every question its own id")
                 first_article_of[qid] = a_index
                 if not qa.get("question") or not qa.get("answers"):
                     raise DataError(f"{source}: question {qid} lacks a question text or answers")
