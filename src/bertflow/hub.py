@@ -3,7 +3,9 @@
 `assemble_folder` writes the exact folder that would be pushed; `push_folder` creates the repo
 (`exist_ok=True`), makes the branch, and `upload_folder`s it. huggingface_hub asks the Hub for
 the hash of every file already there (the `preupload` call) and leaves unchanged files out, so a
-rerun with the same content makes no commit; the receipt says whether a new commit was made.
+rerun with the same content makes no commit; the receipt says whether a new commit was made, and
+whose the branch's last commit is (this run's, an earlier run's, or that of an attempt killed after
+sending its commit request).
 
 The token comes from the `HF_TOKEN` environment variable only, is passed to the client and
 nowhere else: it is not a parameter, is scrubbed from error messages and never reaches a file.

@@ -1,4 +1,6 @@
-"""Small file helpers: atomic writes so that a killed stage never leaves a half-written file."""
+"""Small file helpers: atomic writes so that a killed stage never leaves a half-written file, with
+the umask's permissions and a plain message when the disk fills up; and readers whose errors name
+the file, the line and byte, and what to do (for text that is not UTF-8 or JSON that is cut off)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .errors import DataError, ResourceError
@@ -136,11 +138,15 @@ def safetensors_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def existing_part(path: Path) -> Path:
+    """`path`, or its nearest parent that exists (the disk a file not yet written will go to)."""
+    return path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+
+
 def require_free_disk(path: str | os.PathLike, needed_bytes: int, what: str) -> None:
     """Fail before writing `what` when the file system holding `path` lacks the space."""
     path = Path(path)
-    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
-    free = shutil.disk_usage(probe).free
+    free = shutil.disk_usage(existing_part(path)).free
     if free < needed_bytes:
         raise ResourceError(
             f"{path}: {what} needs about {needed_bytes / 2**20:.0f} MiB but only "
@@ -192,9 +198,7 @@ def disk_full_error_of(err: BaseException, path: str | os.PathLike, what: str) -
 
 
 def free_space(path: str | os.PathLike) -> str:
-    path = Path(path)
-    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
-    return f"{shutil.disk_usage(probe).free / 2**20:,.1f} MiB free"
+    return f"{shutil.disk_usage(existing_part(Path(path))).free / 2**20:,.1f} MiB free"
 
 
 def disk_full_error(path: str | os.PathLike, what: str) -> ResourceError:

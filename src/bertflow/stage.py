@@ -4,7 +4,8 @@
 file, applies the thread count Snakemake granted, keeps compute stages off the network
 (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, as on air-gapped cluster nodes), and turns a `PipelineError` into one clear
 line at the end of the log (the traceback above it for the curious); any other exception ends
-the log with its type and message.
+the log with its type and message, except a full disk, which ends it with the path and the free
+space whatever library hit it. A finished stage's outputs get the permissions the umask allows.
 """
 
 from __future__ import annotations
