@@ -6,6 +6,7 @@ Most cases are dry runs (`snakemake -n`, no job runs) or unit tests of bertflow.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import os
@@ -484,7 +485,8 @@ def test_empty_local_task_file_or_folder_fails_before_any_job(tmp_path):
 
 
 SQUAD_WITHOUT_QUESTIONS = {"{}": "not SQuAD JSON (expected an object with a 'data' list)",
-                           '{"data": []}': "no questions (empty split)", "[": "not valid JSON"}
+                           '{"data": []}': "no questions (empty split)",
+                           "[": "SQuAD file is not valid JSON: Expecting value at line 1, column 2"}
 
 
 def test_corpus_folder_or_empty_files_are_named(tmp_path):
@@ -509,3 +511,211 @@ def test_squad_json_without_questions_is_named(tmp_path, text):
 def test_errors_are_pipeline_errors():
     """The stage wrapper prints our errors as they are: keep every check inside that family."""
     assert issubclass(ConfigError, PipelineError) and issubclass(ResourceError, PipelineError)
+
+
+# ----------------------------------------------------------------------------- damaged files name themselves
+
+
+def test_a_latin1_sst2_file_names_the_line_and_byte(tmp_path):
+    tsv = tmp_path / "train.tsv"
+    tsv.write_bytes("sentence\tlabel\na fine film\t1\nun film rat\u00e9\t0\n".encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        read_sst2_tsv(str(tsv))
+    assert str(err.value).startswith(f"{tsv}: SST-2 file is not UTF-8 text: byte 0xe9 at line 3, byte 12 "
+                                     "(file offset 40) is invalid continuation byte")
+    assert "iconv" in str(err.value)
+
+
+def test_a_latin1_or_truncated_squad_file_is_named(tmp_path):
+    squad = tmp_path / "validation.json"
+    squad.write_bytes('{"data": [{"title": "caf\u00e9"'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"validation.json: SQuAD file is not UTF-8 text: byte 0xe9 at line 1"):
+        read_squad_json(str(squad))
+    squad.write_text('{"data": [{"title": "cafe",\n "paragraphs": [')
+    with pytest.raises(DataError, match=r"validation.json: SQuAD file is not valid JSON: Expecting value at "
+                                        r"line 2, column 17; the file is truncated or damaged"):
+        read_squad_json(str(squad))
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer(tmp_path_factory):
+    from support.pretrain import generated_tokenizer
+
+    root = tmp_path_factory.mktemp("tokenizer")
+    generated_tokenizer(root, sentences=300, validation_lines=20)
+    return root / "tokenizer"
+
+
+def test_a_truncated_tokenizer_json_is_named_by_every_reader(trained_tokenizer, tmp_path):
+    import shutil
+
+    from bertflow.blocks import load_backend
+    from bertflow.tokenizer import load_tokenizer
+
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(trained_tokenizer, folder)
+    text = (folder / "tokenizer.json").read_text()
+    (folder / "tokenizer.json").write_text(text[: len(text) // 2])
+    for reader in (load_tokenizer, load_backend):
+        with pytest.raises(DataError, match=re.escape(f"{folder / 'tokenizer.json'}: tokenizer file is not valid "
+                                                      "JSON")) as err:
+            reader(str(folder))
+        assert "rerun the stage that wrote it (results/tokenizer: train_tokenizer)" in str(err.value)
+    model = model_folder(tmp_path / "model")
+    (model / "tokenizer.json").write_text("{")
+    assert any("tokenizer.json: tokenizer file is not valid JSON" in problem
+               for problem in checks.model_folder_problems(str(model), "k"))
+
+
+def test_a_safetensors_file_cut_short_is_named_at_start(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = model_folder(tmp_path / "mine")
+    weights = folder / "model.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(weights))
+    assert checks.model_folder_problems(str(folder), "k") == []
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    problems = checks.model_folder_problems(str(folder), "k")
+    assert problems == [f"k: {weights}: {len(data) // 2:,} bytes, but its header describes {len(data):,}; the "
+                        "file is truncated: download or copy the model again"]
+    weights.write_bytes(data[:4])
+    assert "shorter than its own header" in checks.model_folder_problems(str(folder), "k")[0]
+    config = tiny_config(finetune={"baselines": {"mine": str(folder)}})
+    assert f"finetune.baselines.mine: {weights}" in problems_of(config)
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_ids_beyond_the_vocabulary_name_the_block_file_and_position(tmp_path, resident):
+    import numpy as np
+    import torch
+
+    from bertflow.block_loader import BlockLoader
+    from bertflow.blocks import load_blocks
+    from support.pretrain import random_block_folder
+
+    folder = random_block_folder(tmp_path / "blocks", train_blocks=8, validation_blocks=2, seq_len=16,
+                                 vocab_size=100)
+    with open(folder / "train.bin", "r+b") as handle:  # block 5, position 3: id 4000
+        handle.seek((5 * 16 + 3) * 2)
+        handle.write(np.array([4000], dtype="<u2").tobytes())
+    _, blocks = load_blocks(str(folder))
+    expected = (f"{folder / 'train.bin'}: token id 4000 at block 5, position 3 (file offset 166) is beyond the "
+                "vocabulary of 100 ids")
+    with pytest.raises(DataError, match=re.escape(expected)):  # resident: at start; else in the batch's read
+        loader = BlockLoader(blocks["train"], device=torch.device("cpu"), seed=0, batch_size=8, world=1, rank=0,
+                             grad_accum=1, resident=resident, vocab_size=100)
+        for step in range(loader.steps_per_epoch):
+            loader.batch(0, step, 0)
+
+
+def test_a_repeated_squad_question_id_is_named(tmp_path):
+    """Predictions are keyed by id: a repeated one would leave a question unscored, silently."""
+    def article(qid):
+        return {"title": "t", "paragraphs": [{"context": "Ada wrote notes.", "qas": [
+            {"id": qid, "question": "Who wrote notes?", "answers": [{"text": "Ada", "answer_start": 0}]}]}]}
+
+    path = tmp_path / "validation.json"
+    path.write_text(json.dumps({"data": [article("q1"), article("q2"), article("q1")]}))
+    with pytest.raises(DataError, match=re.escape(f"{path}: question id 'q1' is used twice (in article 0, again in "
+                                                  "article 2)")):
+        read_squad_json(str(path))
+    path.write_text(json.dumps({"data": [article("q1"), article("q2"), article("q3")]}))
+    assert read_squad_json(str(path))["data"][2]["paragraphs"][0]["qas"][0]["id"] == "q3"
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a disk that really fills up (needs the right to mount; skipped without)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()[-200:]}): run as root to test a full disk")
+    yield mount_point
+    gc.collect()  # a failed torch.save's writer holds its file open until collected
+    subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def test_a_checkpoint_that_fills_the_disk_says_so_and_keeps_the_previous_one(tiny_disk):
+    import torch
+
+    from bertflow.checkpoints import save_checkpoint
+
+    path = tiny_disk / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.zeros(1000)})
+    with pytest.raises(ResourceError) as err:  # torch alone: "RuntimeError: ... unexpected pos 576 vs 534"
+        save_checkpoint(path, {"step": 2, "w": torch.zeros(200_000)})
+    message = str(err.value)
+    assert message.startswith(f"{path}: the disk filled up while writing the checkpoint (No space left on device; ")
+    assert re.search(r"; [\d.,]+ MiB free there now\); nothing half-written was kept", message) and "\n" not in message
+    assert torch.load(path, weights_only=True)["step"] == 1 and not path.with_suffix(".tmp").exists()
+
+
+def test_a_report_that_fills_the_disk_says_so_and_keeps_the_old_file(tiny_disk):
+    from bertflow.io import write_json
+
+    path = tiny_disk / "metrics.json"
+    write_json(path, {"accuracy": 1})
+    with pytest.raises(ResourceError, match=re.escape(f"{path}: the disk filled up while writing the file")):
+        write_json(path, {"text": "x" * 400_000})
+    assert json.loads(path.read_text()) == {"accuracy": 1} and [p.name for p in tiny_disk.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("raised, named", [
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1034304 vs 1034196"), "model"),
+    (OSError(28, "No space left on device", "features/train.arrow"), "features/train.arrow"),
+])
+def test_a_stage_that_fills_the_disk_ends_its_log_with_the_path_and_free_space(tmp_path, monkeypatch, raised, named):
+    for key in OFFLINE_ENV:
+        monkeypatch.setenv(key, "1")
+    smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="finetune", threads=None, output=["model"])
+    with pytest.raises(ResourceError):
+        with stage(smk):
+            raise raised
+    logging.shutdown()
+    last = (tmp_path / "x.log").read_text().strip().splitlines()[-1]
+    assert f"rule finetune failed: {named}: the disk filled up while writing the outputs of rule finetune" in last
+    assert "MiB free there now" in last
+
+
+# ----------------------------------------------------------------------------- permissions
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_stage_outputs_follow_the_umask(tmp_path, monkeypatch, umask, file_mode, dir_mode):
+    """As `cp` would create them: JSON (written through mkstemp) and safetensors (owner-only by
+    themselves) included, so that a group sharing the project folder can read the results."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bertflow.io import write_json
+
+    for key in OFFLINE_ENV:
+        monkeypatch.setenv(key, "1")
+    previous = os.umask(umask)
+    try:
+        report, model = tmp_path / "out" / "report.json", tmp_path / "out" / "model"
+        smk = SimpleNamespace(log=[str(tmp_path / "x.log")], rule="pretrain", threads=None,
+                              output=[str(report), str(model)])
+        with stage(smk):
+            write_json(report, {"perplexity": 3.0})
+            (model / "sub").mkdir(parents=True)
+            save_file({"w": torch.zeros(2)}, str(model / "sub" / "model.safetensors"))
+    finally:
+        os.umask(previous)
+    written = (report, model, model / "sub", model / "sub" / "model.safetensors")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in written}
+    assert modes == {"report.json": file_mode, "model": dir_mode, "sub": dir_mode, "model.safetensors": file_mode}
+
+
+def test_every_result_of_a_run_is_readable_as_the_umask_allows(tiny_run):
+    allowed = 0o666 & ~os.umask(os.umask(0o022))
+    owner_only = [str(p.relative_to(tiny_run)) for p in (tiny_run / "results").rglob("*")
+                  if p.is_file() and p.stat().st_mode & allowed != allowed]
+    assert owner_only == []

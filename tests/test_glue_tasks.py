@@ -135,7 +135,7 @@ def test_custom_json_jsonl_and_a_file_that_is_not_utf8(tmp_path):
         prepare_custom(tmp_path, '{"a": "x", "b": "y", "score": 2}\n', '{"a": "x", "score": 2}\n', pair, suffix="jsonl")
     task, files, section = custom_files(tmp_path, "review,stars\nok,great\n", "review,stars\nok,great\n")
     write(tmp_path / "train.csv", "review,stars\nok,great\ncaf\u00e9,poor\n", encoding="cp1252")
-    with pytest.raises(DataError, match=r"train.csv: line 3 is not UTF-8 text .* Windows-1252 .* `iconv -f cp1252 -t utf-8 train.csv"):
+    with pytest.raises(DataError, match=r"train.csv: data file is not UTF-8 text: byte 0xe9 at line 3, .* `iconv -f latin1 -t utf-8"):
         prepare(task, files, tmp_path, source="custom", section=section)
 
 

@@ -98,7 +98,37 @@ def test_unchanged_content_makes_no_commit(hub, folder, tmp_path):
     second = push(hub, folder, tmp_path / "second.json")
     assert len(hub.commits("alice/tiny-bert")) == commits
     assert second["new_commit"] is False and second["commit"] == first["commit"]
+    assert first["commit_made_by"] == "this run" and second["commit_made_by"].startswith("an earlier run")
     assert sum(1 for method, path in hub.requests if path.startswith("/lfs-objects/")) == 1  # weights sent once
+
+
+def test_a_rerun_after_a_push_killed_mid_commit_names_the_interrupted_attempt(hub, folder, tmp_path, monkeypatch):
+    """SIGTERM while the commit request was in flight: the Hub made the commit, no receipt was
+    written. The rerun has nothing to commit, and its receipt says whose the commit is."""
+    import bertflow.hub as hub_module
+
+    real_push = hub_module.push_folder
+
+    def killed_once_the_commit_is_sent(*args, **kwargs):
+        real_push(*args, **kwargs)
+        raise SystemExit(143)
+
+    monkeypatch.setattr(hub_module, "push_folder", killed_once_the_commit_is_sent)
+    with pytest.raises(SystemExit):
+        push(hub, folder, tmp_path / "receipt.json")
+    assert not (tmp_path / "receipt.json").exists() and (tmp_path / ".receipt.json.attempt").exists()
+    made = hub.commits("alice/tiny-bert")[-1]["sha"]
+
+    monkeypatch.setattr(hub_module, "push_folder", real_push)
+    rerun = push(hub, folder, tmp_path / "receipt.json")
+    assert rerun["new_commit"] is False and rerun["commit"] == made
+    assert rerun["commit_made_by"].startswith("an interrupted earlier attempt (started 20")
+    assert rerun["interrupted_attempt"]["head_before_commit"] != made
+    assert json.loads((tmp_path / "receipt.json").read_text())["commit_made_by"] == rerun["commit_made_by"]
+    assert not (tmp_path / ".receipt.json.attempt").exists()
+    again = push(hub, folder, tmp_path / "receipt.json")
+    assert again["commit_made_by"] == "an earlier run (the Hub already had these files)"
+    assert "interrupted_attempt" not in again
 
 
 def test_changed_file_commits_only_that_file(hub, folder, tmp_path):

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from .errors import DataError
+
 RESIDENT_MAX_BYTES = 1 << 30  # int64 copy of the training blocks kept on a GPU up to this size
 RESIDENT_MAX_BYTES_CPU = 1 << 28  # on CPU the per-batch gather costs little next to a step
 
@@ -36,12 +38,30 @@ def gather_rows(blocks: np.ndarray, index: np.ndarray) -> np.ndarray:
     return rows
 
 
-def head_rows(blocks, n: int | None) -> torch.Tensor:
-    """The first `n` rows (all for None) as an int64 tensor: only those rows are read."""
+def require_ids_in_vocab(rows, row_numbers, blocks, vocab_size: int | None) -> None:
+    """A DataError naming the file, block and position of the first id of `rows` (host rows
+    `row_numbers` of `blocks`) that the vocabulary does not have. One max() per batch: the
+    embedding would otherwise fail deep inside with "index out of range in self"."""
+    if vocab_size is None or len(rows) == 0 or int(rows.max()) < vocab_size:
+        return
+    row, position = (int(i[0]) for i in np.nonzero(np.asarray(rows) >= vocab_size))
+    block = int(row_numbers[row])
+    itemsize = blocks.dtype.itemsize if isinstance(blocks, np.ndarray) else blocks.element_size()
+    offset = (block * rows.shape[1] + position) * itemsize
+    raise DataError(
+        f"{getattr(blocks, 'filename', None) or 'token blocks'}: token id {int(rows[row, position])} at block "
+        f"{block}, position {position} (file offset {offset}) is beyond the vocabulary of {vocab_size} ids; the "
+        "file is damaged or was written with another tokenizer: delete it and rerun the tokenize_corpus rule")
+
+
+def head_rows(blocks, n: int | None, vocab_size: int | None = None) -> torch.Tensor:
+    """The first `n` rows (all for None) as an int64 tensor: only those rows are read. With
+    `vocab_size`, an id beyond it is a DataError naming the file and position."""
     part = blocks[:n]
-    if isinstance(part, torch.Tensor):
-        return part.long()
-    return torch.from_numpy(np.asarray(part, dtype=np.int64))
+    rows = part.long() if isinstance(part, torch.Tensor) else torch.from_numpy(np.asarray(part, dtype=np.int64))
+    require_ids_in_vocab(rows.numpy() if rows.device.type == "cpu" else rows.cpu().numpy(), range(len(rows)),
+                         blocks, vocab_size)
+    return rows
 
 
 class BlockLoader:
@@ -57,14 +77,15 @@ class BlockLoader:
 
     def __init__(self, blocks, *, device: torch.device, seed: int, batch_size: int, world: int, rank: int,
                  grad_accum: int, steps_per_epoch: int | None = None, resident: bool | None = None,
-                 prefetch: bool | None = None):
+                 prefetch: bool | None = None, vocab_size: int | None = None):
         self.device, self.seed, self.batch_size = device, seed, batch_size
+        self.vocab_size = vocab_size  # ids are checked against it: once when resident, per batch read
         self.world, self.rank, self.grad_accum = world, rank, grad_accum
         self.steps_per_epoch = steps_per_epoch or len(blocks) // (batch_size * world * grad_accum)
         self.n_blocks = len(blocks)
         if resident is None:
             resident = isinstance(blocks, torch.Tensor) or blocks.size * 8 <= resident_limit(device)
-        self.blocks = head_rows(blocks, None).to(device) if resident else blocks
+        self.blocks = head_rows(blocks, None, vocab_size).to(device) if resident else blocks
         self.resident = resident
         self.prefetch = (not resident and device.type == "cuda") if prefetch is None else prefetch
         self._orders: dict[int, torch.Tensor] = {}
@@ -88,7 +109,10 @@ class BlockLoader:
 
     def read(self, epoch: int, step: int, micro: int) -> torch.Tensor:
         """Batch rows from the memory map as an int64 host tensor (pinned when the device is a GPU)."""
-        rows = torch.from_numpy(gather_rows(self.blocks, self.index(epoch, step, micro).numpy()))
+        index = self.index(epoch, step, micro).numpy()
+        rows = gather_rows(self.blocks, index)
+        require_ids_in_vocab(rows, index, self.blocks, self.vocab_size)
+        rows = torch.from_numpy(rows)
         return rows.pin_memory() if self.device.type == "cuda" else rows
 
     def batch(self, epoch: int, step: int, micro: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ import numpy as np
 from .block_files import BlockFileWriter, open_split, read_meta, token_dtype, write_meta
 from .errors import DataError
 from .io import disk_full_guard, require_free_disk
+from .tokenizer import require_readable_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def load_backend(tokenizer_dir: str):
     path = Path(tokenizer_dir, "tokenizer.json")
     if not path.is_file():
         raise DataError(f"{tokenizer_dir}: no tokenizer.json; is this a tokenizer folder from the train_tokenizer rule?")
+    require_readable_tokenizer(tokenizer_dir)
     backend = Tokenizer.from_file(str(path))
     backend.no_truncation()  # whole lines, as the transformers call without truncation=True gives
     backend.no_padding()

@@ -19,6 +19,7 @@ from .errors import DataError
 from .io import read_json, write_text
 from .markdown import size, table
 from .task_keys import task_keys
+from .tokenizer import vocabulary_shortfall
 
 # The Hub's model-index names of the fine-tuning tasks: SQuAD is question answering, every other
 # task (GLUE, custom classification or regression) text classification, as the Hub files them.
@@ -126,7 +127,8 @@ def training_section(info: dict, corpus: dict, tokenizer: dict) -> list[str]:
         ["corpus", corpus_text],
         ["tokenizer", f"WordPiece, {tokenizer.get('vocab_size', '?'):,} tokens, UNK rate "
                       f"{100 * tokenizer.get('unk_rate', 0):.2f}%, {tokenizer.get('subwords_per_word', 0):.3f} "
-                      "sub-words per word"],
+                      "sub-words per word" + (f" ({vocabulary_shortfall(tokenizer)})"
+                                              if vocabulary_shortfall(tokenizer) else "")],
         ["objective", f"masked LM, {100 * settings.get('mlm_probability', 0.15):.0f}% of tokens masked"],
         ["sequence length", settings.get("seq_len", "?")],
         ["tokens seen", f"{info['tokens_seen']:,}"],

@@ -18,13 +18,20 @@ from pathlib import Path
 
 import torch
 
+from .io import disk_full_guard
+
 log = logging.getLogger(__name__)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        with disk_full_guard(path, "the checkpoint"):
+            torch.save(state, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # gives the space back; the previous checkpoint stays
+        raise
     os.replace(tmp, path)  # atomic: a kill during the save keeps the previous checkpoint
 
 

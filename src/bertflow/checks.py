@@ -24,9 +24,10 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError, DataError, ResourceError
+from .io import safetensors_problem
 from .presets import architecture
 from .tasks import QA_TASKS, configured_tasks, section_key, task_problems, task_section
-from .tokenizer import BERT_ROLES
+from .tokenizer import BERT_ROLES, tokenizer_file_problems
 
 # BertConfig's default, which pretrain.build_model uses when pretrain.model does not set it.
 DEFAULT_MAX_POSITIONS = 512
@@ -496,7 +497,11 @@ def model_folder_problems(folder: str, key: str, max_lengths: dict[str, int] | N
     if not any(Path(folder, name).is_file() for name in TOKENIZER_FILES):
         problems.append(f"{key}: {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the "
                         "tokenizer next to the model (tokenizer.save_pretrained)")
-    problems += saved_tokenizer_problems(folder, key, model_config.get("vocab_size", 0), tasks)
+    problems += [f"{key}: {problem}" for problem in map(safetensors_problem, sorted(Path(folder).glob("*.safetensors")))
+                 if problem]
+    damaged = [f"{key}: {problem}" for problem in tokenizer_file_problems(folder)]
+    # A damaged tokenizer file is named once; its contents are checked only when it can be read.
+    problems += damaged or saved_tokenizer_problems(folder, key, model_config.get("vocab_size", 0), tasks)
     positions = usable_positions(model_config)
     for task, max_length in (max_lengths or {}).items():
         if positions is not None and max_length > positions:

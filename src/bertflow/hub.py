@@ -3,7 +3,9 @@
 `assemble_folder` writes the exact folder that would be pushed; `push_folder` creates the repo
 (`exist_ok=True`), makes the branch, and `upload_folder`s it. huggingface_hub asks the Hub for
 the hash of every file already there (the `preupload` call) and leaves unchanged files out, so a
-rerun with the same content makes no commit; the receipt says whether a new commit was made.
+rerun with the same content makes no commit; the receipt says whether a new commit was made, and
+whose the branch's last commit is (this run's, an earlier run's, or that of an attempt killed after
+sending its commit request).
 
 The token comes from the `HF_TOKEN` environment variable only, is passed to the client and
 nowhere else: it is not a parameter, is scrubbed from error messages and never reaches a file.
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, DataError, PipelineError, ResourceError
-from .io import write_json
+from .io import read_json, write_json
 from .provenance import environment_info
 
 log = logging.getLogger(__name__)
@@ -152,7 +154,7 @@ def _scrub(text: str, token: str) -> str:
 
 
 def _push_once(api, folder: Path, *, repo_id: str, private: bool, branch: str, commit_message: str,
-               delete_stale: bool) -> dict:
+               delete_stale: bool, before_commit=None) -> dict:
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     if branch != "main":
         api.create_branch(repo_id, branch=branch, exist_ok=True)
@@ -162,6 +164,8 @@ def _push_once(api, folder: Path, *, repo_id: str, private: bool, branch: str, c
             f"upload.private is true but {repo_id} already exists as a public repo; make it private on the Hub "
             "(Settings > Change visibility) or set upload.private: false"
         )
+    if before_commit is not None:
+        before_commit(before.sha)
     commit = api.upload_folder(
         repo_id=repo_id, folder_path=folder, revision=branch, commit_message=commit_message,
         delete_patterns="*" if delete_stale else None,
@@ -176,8 +180,9 @@ def _push_once(api, folder: Path, *, repo_id: str, private: bool, branch: str, c
 def push_folder(folder: str | Path, *, repo_id: str, token: str, private: bool = False, branch: str = "main",
                 commit_message: str = "Upload model from bertflow", endpoint: str | None = None,
                 max_attempts: int = 3, retry_wait_s: float = 10.0, timeout_s: float = 60.0,
-                delete_stale: bool = False) -> dict:
-    """Push `folder` to `repo_id`; retried on network errors and 5xx; returns what was pushed."""
+                delete_stale: bool = False, before_commit=None) -> dict:
+    """Push `folder` to `repo_id`; retried on network errors and 5xx; returns what was pushed.
+    `before_commit(head)` is called with the branch's head commit just before the commit request."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -187,7 +192,8 @@ def push_folder(folder: str | Path, *, repo_id: str, token: str, private: bool =
         for attempt in range(1, max_attempts + 1):
             try:
                 result = _push_once(api, folder, repo_id=repo_id, private=private, branch=branch,
-                                    commit_message=commit_message, delete_stale=delete_stale)
+                                    commit_message=commit_message, delete_stale=delete_stale,
+                                    before_commit=before_commit)
                 return {"endpoint": api.endpoint, "repo_id": repo_id, "branch": branch, "attempts": attempt, **result}
             except PipelineError:
                 raise
@@ -213,6 +219,18 @@ def push_folder(folder: str | Path, *, repo_id: str, token: str, private: bool =
     )
 
 
+def commit_author(pushed: dict, interrupted: dict | None, target: dict, files: dict) -> str:
+    """Who made the commit the branch now ends with: this run; an attempt that was killed after
+    sending its commit (the head moved since it looked, to exactly these files); or an earlier run."""
+    if pushed["new_commit"]:
+        return "this run"
+    same_push = interrupted is not None and interrupted.get("files") == files and all(
+        interrupted.get(key) == value for key, value in target.items())
+    if same_push and interrupted.get("head_before_commit") != pushed["commit"]:
+        return f"an interrupted earlier attempt (started {interrupted.get('started_utc')}): its commit reached the Hub"
+    return "an earlier run (the Hub already had these files)"
+
+
 def upload_stage(*, folder: str, receipt: str, settings: dict, endpoint: str | None = None) -> dict:
     """Stage entry: push the assembled folder when upload.enabled, else record the dry run."""
     folder_path = Path(folder)
@@ -226,15 +244,25 @@ def upload_stage(*, folder: str, receipt: str, settings: dict, endpoint: str | N
         log.info("dry run: %d files in %s would go to %s; %s", len(files), folder, settings["repo_id"], HOW_TO_ENABLE)
         return result
     token = token_from_env()
+    attempt_file = Path(receipt).with_name(f".{Path(receipt).name}.attempt")
+    interrupted = read_json(attempt_file) if attempt_file.is_file() else None
+
+    def record_attempt(head: str | None) -> None:  # read back by a rerun if this run is killed mid-commit
+        write_json(attempt_file, {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                  **target, "files": files, "head_before_commit": head})
+
     pushed = push_folder(
         folder_path, repo_id=settings["repo_id"], token=token, private=settings["private"],
         branch=settings["branch"], commit_message=settings["commit_message"], endpoint=endpoint,
         max_attempts=settings["max_attempts"], retry_wait_s=settings["retry_wait_s"],
-        timeout_s=settings["timeout_s"], delete_stale=settings["delete_stale"],
+        timeout_s=settings["timeout_s"], delete_stale=settings["delete_stale"], before_commit=record_attempt,
     )
-    result = {"pushed": True, **pushed, "folder": str(folder_path), "files": files,
-              "environment": environment_info()}
+    result = {"pushed": True, **pushed, "commit_made_by": commit_author(pushed, interrupted, target, files),
+              "folder": str(folder_path), "files": files, "environment": environment_info()}
+    if interrupted is not None:
+        result["interrupted_attempt"] = {key: interrupted.get(key) for key in ("started_utc", "head_before_commit")}
     write_json(receipt, result)
+    attempt_file.unlink(missing_ok=True)
     log.info("pushed %s@%s: commit %s (%s)", settings["repo_id"], settings["branch"], pushed["commit"],
              "new commit" if pushed["new_commit"] else "content unchanged, no commit")
     return result

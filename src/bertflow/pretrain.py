@@ -255,9 +255,10 @@ class Pretrainer:
             )
         self.loader = BlockLoader(blocks["train"], device=self.device, seed=_seed(settings),
                                   batch_size=settings.batch_size, world=self.world, rank=self.rank,
-                                  grad_accum=settings.grad_accum, steps_per_epoch=self.steps_per_epoch)
-        self.eval_batch = fixed_eval_masks(head_rows(blocks["validation"], settings.max_eval_blocks), self.masker,
-                                           seed=_seed(settings) + 1)
+                                  grad_accum=settings.grad_accum, steps_per_epoch=self.steps_per_epoch,
+                                  vocab_size=vocab.size)
+        self.eval_batch = fixed_eval_masks(head_rows(blocks["validation"], settings.max_eval_blocks, vocab.size),
+                                           self.masker, seed=_seed(settings) + 1)
 
         self.tokens_per_step = self.global_batch * settings.seq_len
         self.time_budget_s = settings.time_budget * 60 if settings.time_budget else None

@@ -4,7 +4,8 @@
 file, applies the thread count Snakemake granted, keeps compute stages off the network
 (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, as on air-gapped cluster nodes), and turns a `PipelineError` into one clear
 line at the end of the log (the traceback above it for the curious); any other exception ends
-the log with its type and message.
+the log with its type and message, except a full disk, which ends it with the path and the free
+space whatever library hit it. A finished stage's outputs get the permissions the umask allows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from .errors import PipelineError
+from .io import disk_full_error_of, follow_umask
 
 log = logging.getLogger("bertflow")
 
@@ -95,9 +97,16 @@ def stage(smk, *, network: bool = False):
     log.info("rule %s started (pid %d)", getattr(smk, "rule", "?"), os.getpid())
     try:
         yield
+        for output in getattr(smk, "output", None) or []:  # libraries' temp-file writes are owner-only
+            follow_umask(output)
     except BaseException as err:
         log.exception("rule %s failed", getattr(smk, "rule", "?"))
-        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), failure_cause(err))  # the log's last line
+        # A full disk anywhere a stage writes (models, features, figures) reads as such, with a path.
+        full = disk_full_error_of(err, smk.output[0] if getattr(smk, "output", None) else ".",
+                                  f"the outputs of rule {getattr(smk, 'rule', '?')}")
+        log.error("rule %s failed: %s", getattr(smk, "rule", "?"), failure_cause(full or err))  # the log's last line
+        if full is not None:
+            raise full from err
         raise
     finally:
         # A stage script ends here anyway; a caller in the same process (tests) gets its streams back.

@@ -20,6 +20,7 @@ from .io import read_json, write_json, write_text
 from .markdown import size, table
 from .provenance import environment_info
 from .task_keys import task_keys
+from .tokenizer import vocabulary_shortfall
 
 
 def train_examples_per_s(run: dict) -> float | None:
@@ -221,7 +222,7 @@ def tokenizer_section(report: dict) -> list[str]:
         ["vocab size", "UNK rate", "sub-words per word", "validation words"],
         [[f"{report['vocab_size']:,}", f"{100 * report['unk_rate']:.3f}%", f"{report['subwords_per_word']:.3f}",
           f"{report.get('validation_words', 0):,}"]], numeric={0, 1, 2, 3},
-    ) + [""]
+    ) + [""] + ([f"**Note:** {vocabulary_shortfall(report)}.", ""] if vocabulary_shortfall(report) else [])
 
 
 def parameters_section(reports: dict[str, tuple[dict, str]], out: str) -> list[str]:

@@ -10,6 +10,7 @@ column (or article/question id) before any training starts.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import DataError
-from .io import write_json, write_text
+from .io import read_json, read_text, text_lines, write_json, write_text
 from .tasks import GLUE_TASKS, PAIR_COLUMNS, REGRESSION, VALIDATION_SET_COLUMN, TextTask
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def read_sst2_tsv(path: str) -> list[tuple[str, int]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: SST-2 file not found")
-    with open(path, encoding="utf-8", newline="") as handle:
+    with contextlib.closing(text_lines(path, "SST-2 file")) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None or not {"sentence", "label"} <= set(header):
@@ -121,25 +122,10 @@ class Example(NamedTuple):
     validation_set: str = ""
 
 
-def bad_encoding_error(path: Path, err: UnicodeDecodeError) -> DataError:
-    """Which line is not UTF-8, and what it most likely is instead."""
-    raw = path.read_bytes()
-    line = raw[: err.start].count(b"\n") + 1
-    guess = "UTF-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "Windows-1252 / Latin-1"
-    source = "utf-16" if guess == "UTF-16" else "cp1252"
-    return DataError(f"{path}: line {line} is not UTF-8 text ({err.reason}); it looks like {guess}: convert the "
-                     f"file to UTF-8, e.g. `iconv -f {source} -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`")
-
-
 def read_text_file(path: str) -> str:
-    """A data file's text (a UTF-8 BOM, as MRPC's files start with, is dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise bad_encoding_error(path, err) from None
+    """A data file's text (a UTF-8 BOM, as MRPC's files start with, is dropped); one that is missing
+    or not UTF-8 is a DataError naming the file, line and byte (bertflow.io.read_text)."""
+    return read_text(path, "data file").removeprefix("\ufeff")
 
 
 def tsv_rows(path: str, quoting: int = csv.QUOTE_NONE, delimiter: str = "\t"):
@@ -419,10 +405,16 @@ def validate_squad(squad: dict, source: str, version_2: bool = False) -> int:
     if problem:
         raise DataError(problem)
     questions = 0
+    first_article_of: dict[str, int] = {}  # predictions and scores are keyed by id: each must be one question's
     for a_index, context, qa in squad_questions(squad):
         if not isinstance(context, str):
             raise DataError(f"{source}: article {a_index} has a paragraph without a 'context' string")
         qid = qa.get("id", "?")
+        if qid in first_article_of:
+            raise DataError(f"{source}: question id {qid!r} is used twice (in article {first_article_of[qid]}, "
+                            f"again in article {a_index}); predictions are scored by id, so one of the two would "
+                            "never be scored: give every question its own id")
+        first_article_of[qid] = a_index
         if not qa.get("question"):
             raise DataError(f"{source}: question {qid} lacks a question text or answers")
         _check_answerability(qa, qid, source, version_2)
@@ -445,10 +437,7 @@ def read_squad_json(path: str, version_2: bool | None = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: SQuAD file not found")
-    try:
-        squad = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from err
+    squad = read_json(path, "SQuAD file", fix="the file is truncated or damaged: download or prepare it again")
     if version_2 is None:
         version_2 = isinstance(squad, dict) and squad_is_v2(squad)
     validate_squad(squad, str(path), version_2)

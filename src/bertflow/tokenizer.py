@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ConfigError, DataError
-from .io import save_tokenizer, write_json
+from .io import read_json, read_text, save_tokenizer, write_json
 from .provenance import environment_info
 
 log = logging.getLogger(__name__)
 
+CONTINUING_PREFIX = "##"
 BERT_ROLES = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 
 
@@ -22,7 +24,7 @@ def build_wordpiece(lowercase: bool):
     tok = Tokenizer(models.WordPiece(unk_token=BERT_ROLES["unk_token"]))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.decoder = decoders.WordPiece(prefix=CONTINUING_PREFIX)
     return tok
 
 
@@ -51,6 +53,43 @@ def sampled_lines(text_file: str, max_bytes: int | None, seed: int, batch_lines:
         yield batch
 
 
+def continuing_pieces(batches, lowercase: bool) -> list[str]:
+    """The single-character continuation pieces ("##e") the trainer creates for this text, sorted.
+
+    A training run with no merges (vocabulary size 0) only counts words and builds the alphabet,
+    so it costs one pass over the text and none of the merge work.
+    """
+    from tokenizers import trainers
+
+    tok = build_wordpiece(lowercase)
+    tok.train_from_iterator(batches, trainers.WordPieceTrainer(vocab_size=0, show_progress=False))
+    return sorted(piece for piece in tok.get_vocab() if piece.startswith(CONTINUING_PREFIX)
+                  and len(piece) == len(CONTINUING_PREFIX) + 1)
+
+
+def train_deterministic(batches_factory, *, lowercase: bool, vocab_size: int, min_frequency: int,
+                        special_tokens: list[str]):
+    """A WordPiece tokenizer whose ids, and so whose merges, do not depend on the process.
+
+    `tokenizers` (up to 0.23.3 at least) gives the "##e" pieces ids in the order a hash map of the
+    words is walked, which changes from process to process, and ties between equally frequent
+    merges are broken by those ids: the same text gave other ids and, at the vocabulary's edge,
+    other pieces. Handing the trainer those pieces, sorted, as extra special tokens fixes their
+    ids before it walks the words; everything after that is deterministic. They are then dropped
+    from the added tokens again, so they stay ordinary vocabulary pieces.
+    """
+    from tokenizers import Tokenizer, trainers
+
+    pinned = continuing_pieces(batches_factory(), lowercase)
+    tok = build_wordpiece(lowercase)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=[*special_tokens, *pinned], show_progress=False)
+    tok.train_from_iterator(batches_factory(), trainer)
+    state = json.loads(tok.to_str())
+    state["added_tokens"] = [token for token in state["added_tokens"] if token["content"] in special_tokens]
+    return Tokenizer.from_str(json.dumps(state))
+
+
 def train_tokenizer(
     *,
     train_file: str,
@@ -65,7 +104,7 @@ def train_tokenizer(
     max_train_bytes: int | None = None,
     seed: int = 0,
 ):
-    from tokenizers import processors, trainers
+    from tokenizers import processors
     from transformers import BertTokenizerFast
 
     missing = set(BERT_ROLES.values()) - set(special_tokens)
@@ -74,11 +113,8 @@ def train_tokenizer(
     if Path(train_file).stat().st_size == 0:
         raise DataError(f"{train_file}: training text is empty")
 
-    tok = build_wordpiece(lowercase)
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens
-    )
-    tok.train_from_iterator(sampled_lines(train_file, max_train_bytes, seed), trainer)
+    tok = train_deterministic(lambda: sampled_lines(train_file, max_train_bytes, seed), lowercase=lowercase,
+                              vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens)
     if tok.get_vocab_size() < min(MIN_VOCAB_TOKENS, vocab_size):
         raise DataError(
             f"{train_file}: the trained vocabulary has only {tok.get_vocab_size()} tokens (asked for {vocab_size}); "
@@ -98,6 +134,8 @@ def train_tokenizer(
     report.update(requested_vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency,
                   max_train_bytes=max_train_bytes)
     report["environment"] = environment_info()
+    if vocabulary_shortfall(report):
+        log.warning("%s: %s", train_file, vocabulary_shortfall(report))
     write_json(out_report, report)
     Path(out_report).with_suffix(".md").write_text(report_markdown(report), encoding="utf-8")
     log.info("tokenizer: %d tokens, UNK rate %.4f", report["vocab_size"], report["unk_rate"])
@@ -128,6 +166,16 @@ def tokenizer_report(tokenizer, text_file: str, max_lines: int = REPORT_MAX_LINE
     }
 
 
+def vocabulary_shortfall(report: dict) -> str | None:
+    """A sentence when the text gave fewer pieces than tokenizer.vocab_size asked for (the trainer
+    stops when no pair is frequent enough), else None: for the log, report.md and the model card."""
+    asked, got = report.get("requested_vocab_size"), report.get("vocab_size")
+    if not asked or got is None or got >= asked:
+        return None
+    return (f"the corpus filled only {got:,} of the {asked:,} vocabulary pieces asked for (tokenizer.vocab_size): "
+            "it has too few distinct words; add text, or lower tokenizer.vocab_size to silence this")
+
+
 def report_markdown(report: dict) -> str:
     return (
         "# Tokenizer report\n\n"
@@ -139,9 +187,40 @@ def report_markdown(report: dict) -> str:
     )
 
 
+# The tokenizer files a folder may hold that the libraries parse with errors naming no file.
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FIX = ("the file is truncated or damaged: delete the folder and rerun the stage that wrote it "
+                 "(results/tokenizer: train_tokenizer), or copy or download the model again")
+
+
+def tokenizer_file_problems(folder: str) -> list[str]:
+    """What keeps the tokenizer files of `folder` from being read: JSON that is cut off or not
+    UTF-8, a vocab.txt that is not UTF-8 (each named, with the line)."""
+    problems = []
+    for name in TOKENIZER_JSON_FILES:
+        if Path(folder, name).is_file():
+            try:
+                read_json(Path(folder, name), "tokenizer file", fix=TOKENIZER_FIX)
+            except DataError as err:
+                problems.append(str(err))
+    if Path(folder, "vocab.txt").is_file():
+        try:
+            read_text(Path(folder, "vocab.txt"), "tokenizer vocabulary")
+        except DataError as err:
+            problems.append(str(err))
+    return problems
+
+
+def require_readable_tokenizer(folder: str) -> None:
+    problems = tokenizer_file_problems(folder)
+    if problems:
+        raise DataError("; ".join(problems))
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     if not Path(path, "tokenizer_config.json").is_file():
         raise DataError(f"{path}: no tokenizer_config.json; is this a tokenizer folder?")
+    require_readable_tokenizer(path)
     return AutoTokenizer.from_pretrained(path)
