@@ -7,7 +7,6 @@ from bertflow.pretrain import check_world_fits, pretrain
 from bertflow.stage import stage
 
 with stage(snakemake):
-    nodes = snakemake.params.nodes
     check_world_fits(snakemake.input.blocks, snakemake.config["pretrain"])  # before any node starts
     run(
         pretrain,
@@ -22,8 +21,7 @@ with stage(snakemake):
             checkpoint_dir=snakemake.params.checkpoint_dir,
         ),
         snakemake.params.num_processes,
-        nodes=nodes,
+        nodes=snakemake.params.nodes,
         # SPEC.json beside the checkpoints: on the shared file system that every node reads.
         shared_dir=str(Path(snakemake.params.checkpoint_dir).parent / "launch"),
-        cpus_per_node=snakemake.threads if nodes > 1 else None,
     )

@@ -289,7 +289,8 @@ def fake_slurm(monkeypatch):
 
 
 def two_node_launch(module: str, spec: dict, shared: Path, stream=None) -> None:
-    launch(module, spec, 1, cpu=True, nodes=2, shared_dir=str(shared), cpus_per_node=1, stream=stream)
+    """1 process on each of 2 nodes; srun's --cpus-per-task is the job's (fake scontrol: 1)."""
+    launch(module, spec, 1, cpu=True, nodes=2, shared_dir=str(shared), stream=stream)
 
 
 def test_multinode_command_is_srun_with_one_torchrun_agent_per_node():
@@ -328,6 +329,7 @@ def test_spec_json_is_written_to_the_shared_folder_never_a_node_local_one(fake_s
     seen = []
 
     def record(command, env, stream):
+        assert "--cpus-per-task=1" in command  # the job's CPUs per task, from scontrol
         spec_path = Path(command[-1])
         seen.append((spec_path, spec_path.is_file() and json.loads(spec_path.read_text())))
         return distributed.Outcome(0, [], [], [], [])
@@ -414,7 +416,7 @@ def stop_two_nodes(spec: dict, tmp_path: Path, after: str, *, one_node: bool) ->
     pids = tmp_path / "node-pids"
     driver = ("import json; from bertflow.distributed import launch; "
               f"launch('bertflow.pretrain', json.load(open({str(tmp_path / 'spec.json')!r})), 1, cpu=True, "
-              f"nodes=2, shared_dir={str(tmp_path / 'shared')!r}, cpus_per_node=1)")
+              f"nodes=2, shared_dir={str(tmp_path / 'shared')!r})")
     proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True, env={**os.environ, "FAKE_SRUN_PIDS": str(pids)})
     seen = []
@@ -464,3 +466,13 @@ def test_sigterm_to_one_node_is_agreed_by_both(tiny_run, fake_slurm, tmp_path):
     assert len({step for _, step in stops}) == 1, f"the ranks stopped at different steps: {stops}"
     progress = torch.load(out / "checkpoints/last.pt", weights_only=False)["progress"]
     assert progress["global_step"] == int(stops[0][1])
+
+
+def test_workflow_refuses_several_nodes_without_slurm_before_any_job(tmp_path):
+    from support.workflow import snakemake, write_config
+
+    config = write_config(tmp_path / "two-nodes.yaml", pretrain={"nodes": 2})
+    result = snakemake(tmp_path, "--", "results/pretrain/train_info.json", configfile=config, check=False)
+    assert result.returncode != 0
+    assert "pretrain.nodes is 2, but the 'local' executor" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists(), "a job ran before the check"

@@ -61,11 +61,6 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def node_count() -> int:
-    """Nodes of this launch: the world size over the processes per node (torchrun's variables)."""
-    return max(1, world_size() // int(os.environ.get("LOCAL_WORLD_SIZE", world_size())))
-
-
 @dataclass(frozen=True)
 class Rendezvous:
     """Where the torchrun agents of a multi-node launch meet (c10d): the head node's address and a
@@ -216,6 +211,12 @@ def slurm_rendezvous(job_id: str | None = None) -> Rendezvous:
                       run_id=job_id)
 
 
+def slurm_cpus_per_task(job_id: str) -> int:
+    """The CPUs SLURM allocated per task of the job (one task per node: the node's CPUs), for the
+    srun step. Not the stage's thread count: inside the job, Snakemake counts the node's cores."""
+    return int(_scontrol_field(["show", "job", "-o", job_id], "CPUs/Task"))
+
+
 def _scontrol(args: list[str]) -> str:
     try:
         return subprocess.run(["scontrol", *args], capture_output=True, text=True, check=True).stdout
@@ -265,6 +266,8 @@ def launch(module: str, spec: dict, num_processes: int, *, cpu: bool, stream: Te
     rendezvous = slurm_rendezvous() if nodes > 1 else None
     if nodes == 1:
         check_processes(num_processes, cpu)  # on several nodes each node agent checks its own
+    else:
+        cpus_per_node = cpus_per_node or slurm_cpus_per_task(rendezvous.run_id)
     stream = stream or sys.stdout
     world = nodes * num_processes
     with spec_file(spec, shared_dir) as spec_path:
