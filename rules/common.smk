@@ -7,6 +7,7 @@ from snakemake.utils import min_version
 
 from bertflow.checks import (
     check_device,
+    check_multinode,
     coerce_overrides,
     complete_config,
     load_schema,
@@ -48,12 +49,27 @@ def plans_device_jobs():
     return any("device" in job.rule.params.keys() for job in workflow.dag.needrun_jobs())
 
 
+def plans_rule(name):
+    return any(job.rule.name == name for job in workflow.dag.needrun_jobs())
+
+
+def executor_name():
+    """The executor plugin's name ("local", "slurm", ...)."""
+    plugin = workflow.executor_plugin
+    return "local" if plugin is None else plugin.cli_prefix
+
+
 onstart:
     # A GPU is checked only where jobs run here: with a cluster executor the head node may have
     # none while the compute nodes do (there, each stage checks its own node). `-n` skips onstart;
     # a run of CPU-only stages (the corpus and tokenizer on a login node) is not refused either.
     if workflow.local_exec and plans_device_jobs():
         check_device(config["device"])
+    if plans_rule("pretrain"):
+        try:
+            check_multinode(config["pretrain"], executor_name(), results("blocks"))
+        except ConfigError as err:
+            raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None
 
 
 RESULTS = config["results_dir"]

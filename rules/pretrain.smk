@@ -1,10 +1,12 @@
+from bertflow.distributed import slurm_resources
+
 PRETRAIN = config["pretrain"]
 # Keys that change how a run is watched or how fast it goes, not what it computes: the script
 # reads them from the config, so changing one does not rerun pretraining (as pretrain's
 # _NOT_FINGERPRINTED lets a checkpoint made under other values resume).
 PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard", "compile", "compile_mode")
-# Not params either: seq_len comes with the blocks (an input), num_processes is the rule's own.
-PRETRAIN_NOT_PARAMS = ("seq_len", "num_processes", *PRETRAIN_WATCH_KEYS)
+# Not params either: seq_len comes with the blocks (an input), num_processes and nodes are the rule's own.
+PRETRAIN_NOT_PARAMS = ("seq_len", "num_processes", "nodes", *PRETRAIN_WATCH_KEYS)
 
 
 rule pretrain:
@@ -35,7 +37,9 @@ rule pretrain:
         ENV
     threads: workflow.cores
     resources:
-        gpu=gpus(PRETRAIN["num_processes"]),
+        # One node: gpu=N. Several: a SLURM allocation of `nodes` nodes with N GPUs each, the
+        # stage starting one torchrun agent per node through srun (docs/scaling-out.md).
+        **slurm_resources(PRETRAIN["nodes"], PRETRAIN["num_processes"], gpus(PRETRAIN["num_processes"])),
     params:
         train=sorted_keys({k: v for k, v in PRETRAIN.items() if k not in PRETRAIN_NOT_PARAMS}),
         watch_keys=PRETRAIN_WATCH_KEYS,
@@ -43,6 +47,7 @@ rule pretrain:
         seed=seed_for("pretrain"),
         checkpoint_dir=results("pretrain", "checkpoints"),
         num_processes=PRETRAIN["num_processes"],
+        nodes=PRETRAIN["nodes"],
     script:
         "../scripts/pretrain.py"
 

@@ -1,9 +1,13 @@
-"""Stage: pretrain BERT (masked LM) from scratch; one process, or N through torchrun (pretrain.num_processes)."""
+"""Stage: pretrain BERT (masked LM) from scratch; one process, or N per node through torchrun
+(pretrain.num_processes) on one node or, through srun, on pretrain.nodes nodes."""
+from pathlib import Path
+
 from bertflow.distributed import run
-from bertflow.pretrain import pretrain
+from bertflow.pretrain import check_world_fits, pretrain
 from bertflow.stage import stage
 
 with stage(snakemake):
+    check_world_fits(snakemake.input.blocks, snakemake.config["pretrain"])  # before any node starts
     run(
         pretrain,
         dict(
@@ -17,4 +21,7 @@ with stage(snakemake):
             checkpoint_dir=snakemake.params.checkpoint_dir,
         ),
         snakemake.params.num_processes,
+        nodes=snakemake.params.nodes,
+        # SPEC.json beside the checkpoints: on the shared file system that every node reads.
+        shared_dir=str(Path(snakemake.params.checkpoint_dir).parent / "launch"),
     )

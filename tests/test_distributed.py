@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -266,3 +267,212 @@ def test_workflow_launches_num_processes_for_pretraining_and_finetuning(tiny_run
     metrics = json.loads((results / "finetune/sst2/pretrained/seed1/metrics.json").read_text())
     assert metrics["processes"] == 2
     assert "launching 2 CPU (gloo) processes" in (results / "logs/finetune_sst2_pretrained_seed1.log").read_text()
+
+
+# ----------------------------------------------------------------------------- several nodes
+#
+# The multi-node launch is srun + one torchrun agent per node + c10d rendezvous. Here `srun` and
+# `scontrol` are tests/support/fake_slurm's stand-ins: srun starts the node agents on this host,
+# one process group per "node", each bound to its --cpus-per-task CPUs; scontrol names two nodes
+# at 127.0.0.1. Everything after srun (the node agents, torchrun --nnodes 2, the rendezvous, the
+# ranks) is the real thing. The real srun on a real (two-node) SLURM: tests/test_slurm.py.
+
+FAKE_SLURM = TESTS / "support" / "fake_slurm"
+
+
+@pytest.fixture
+def fake_slurm(monkeypatch):
+    """A SLURM job of two nodes on this host; the job id sets the rendezvous port (pid: unlikely to
+    collide with a parallel test run)."""
+    monkeypatch.setenv("PATH", f"{FAKE_SLURM}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", str(os.getpid()))
+
+
+def two_node_launch(module: str, spec: dict, shared: Path, stream=None) -> None:
+    """1 process on each of 2 nodes; srun's --cpus-per-task is the job's (fake scontrol: 1)."""
+    launch(module, spec, 1, cpu=True, nodes=2, shared_dir=str(shared), stream=stream)
+
+
+def test_multinode_command_is_srun_with_one_torchrun_agent_per_node():
+    from bertflow.distributed import Rendezvous, port_for_job
+
+    rendezvous = Rendezvous(head="10.0.0.7", port=port_for_job("123456"), run_id="123456")
+    command = launcher_command("bertflow.pretrain", "/shared/SPEC.json", 4, nodes=3, rendezvous=rendezvous,
+                               cpus_per_node=32, cpu=False)
+    srun = command[:command.index(sys.executable)]
+    assert srun[0] == "srun" and "--kill-on-bad-exit=1" in srun and "--cpus-per-task=32" in srun
+    assert srun[srun.index("--nodes") + 1] == srun[srun.index("--ntasks") + 1] == "3"
+    assert srun[srun.index("--ntasks-per-node") + 1] == "1" and srun[srun.index("--jobid") + 1] == "123456"
+    agent = command[len(srun):command.index("--") + 1]
+    assert agent == [sys.executable, "-m", "bertflow.distributed", "node-agent", "4", "gpu", "--"]
+    torchrun = command[len(srun) + len(agent):]
+    assert torchrun[:3] == [sys.executable, "-m", "torch.distributed.run"] and "--standalone" not in torchrun
+    for flag, value in (("--nnodes", "3"), ("--nproc_per_node", "4"), ("--rdzv_backend", "c10d"),
+                        ("--rdzv_endpoint", f"10.0.0.7:{rendezvous.port}"), ("--rdzv_id", "123456")):
+        assert torchrun[torchrun.index(flag) + 1] == value, flag
+    assert torchrun[-3:] == ["-m", "bertflow.pretrain", "/shared/SPEC.json"]
+    # The port is the job's: the same for every agent, another for the next job, never torchrun's default.
+    assert port_for_job("123456") == port_for_job("123456") != port_for_job("123457")
+    assert all(30000 <= port_for_job(str(job)) < 50000 for job in (1, 29500, 10**9))
+
+
+def test_spec_json_is_written_to_the_shared_folder_never_a_node_local_one(fake_slurm, monkeypatch, tmp_path):
+    """Every node reads SPEC.json: it must lie in the shared folder given (beside the checkpoints),
+    not in this node's temporary folder; a multi-node launch without a shared folder is refused."""
+    import tempfile
+
+    import bertflow.distributed as distributed
+
+    local_tmp = tmp_path / "node-local-tmp"
+    local_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(local_tmp))
+    seen = []
+
+    def record(command, env, stream):
+        assert "--cpus-per-task=1" in command  # the job's CPUs per task, from scontrol
+        spec_path = Path(command[-1])
+        seen.append((spec_path, spec_path.is_file() and json.loads(spec_path.read_text())))
+        return distributed.Outcome(0, [], [], [], [])
+
+    monkeypatch.setattr(distributed, "run_forwarding_signals", record)
+    shared = tmp_path / "results/pretrain/launch"
+    two_node_launch("bertflow.pretrain", {"seed": 3}, shared)
+    (spec_path, content), = seen
+    assert spec_path.parent == shared.resolve() and content == {"seed": 3}
+    assert local_tmp not in spec_path.parents and Path(tempfile.gettempdir()) not in spec_path.parents
+    assert not spec_path.exists(), "SPEC.json outlived its launch"
+    with pytest.raises(LaunchError, match="shared folder"):
+        launch("bertflow.pretrain", {}, 1, cpu=True, nodes=2)
+
+
+def test_multinode_launch_outside_slurm_is_refused(monkeypatch, tmp_path):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(LaunchError, match="SLURM_JOB_ID is not set.*pretrain.nodes: 1"):
+        two_node_launch("bertflow.pretrain", {}, tmp_path)
+
+
+def test_slurm_resources_ask_for_every_node_and_gpus_per_node():
+    from bertflow.distributed import slurm_resources
+
+    assert slurm_resources(1, 4, 4) == {"gpu": 4}
+    gpu = slurm_resources(2, 4, 4)
+    assert {k: v for k, v in gpu.items() if k != "cpus_per_task"} == {
+        "nodes": 2, "tasks": 2, "mpi": "srun", "gres": "gpu:4", "tasks_per_gpu": 0}
+    assert gpu["cpus_per_task"](None, threads=16) == 16  # the node's CPUs go to its one task
+    cpu = slurm_resources(3, 2, 0)
+    assert "gres" not in cpu and "gpu" not in cpu and (cpu["nodes"], cpu["tasks"]) == (3, 3)
+
+
+def test_multinode_config_problems_name_the_key_and_the_fix(tmp_path):
+    from bertflow.checks import check_multinode, multinode_problems, world_size_problems
+    from bertflow.errors import ConfigError
+
+    pretrain = {"nodes": 2, "num_processes": 4, "batch_size": 8, "grad_accum": 2}
+    assert multinode_problems(pretrain, "slurm") == [] and multinode_problems({**pretrain, "nodes": 1}, "local") == []
+    local, = multinode_problems(pretrain, "local")
+    assert "pretrain.nodes is 2" in local and "profiles/slurm" in local and "pretrain.nodes: 1" in local
+    assert "expected 1 or more" in multinode_problems({**pretrain, "nodes": 0}, "slurm")[0]
+    # 2 nodes x 4 processes x 8 x 2 accumulation = 128 blocks per optimizer step.
+    assert world_size_problems(pretrain, {"train_blocks": 128}, "b") == []
+    short, = world_size_problems(pretrain, {"train_blocks": 127}, "results/blocks")
+    assert "results/blocks: 127 training blocks" in short and "one global batch of 128" in short
+    (tmp_path / "blocks_meta.json").write_text(json.dumps({"train_blocks": 100}))
+    with pytest.raises(ConfigError, match="100 training blocks"):
+        check_multinode(pretrain, "slurm", str(tmp_path))
+    check_multinode(pretrain, "slurm", str(tmp_path / "not-yet"))  # blocks not made yet: checked at launch
+
+
+def safetensors_bytes(out: Path) -> bytes:
+    return (out / "model/model.safetensors").read_bytes()
+
+
+def losses(out: Path) -> list[str]:
+    return [row["eval_loss"] for row in csv.DictReader(open(out / "ppl.csv"))]
+
+
+def test_two_nodes_match_one_node_of_two_processes_and_only_global_rank0_writes(tiny_run, fake_slurm,
+                                                                                 tests_on_path, tmp_path):
+    """Same world size (2), same global ranks: the same losses and byte-identical weights."""
+    one, two = tmp_path / "one-node", tmp_path / "two-nodes"
+    launch("bertflow.pretrain", pretrain_spec(tiny_run, one, 8), 2, cpu=True, stream=io.StringIO())
+    two.mkdir()
+    trace, log = tmp_path / "trace", io.StringIO()
+    spec = {**pretrain_spec(tiny_run, two, 8), "_entry": "bertflow.pretrain", "_watch": str(two), "_trace": str(trace)}
+    two_node_launch("support.distributed", spec, tmp_path / "shared", stream=log)
+
+    assert losses(two) == losses(one) and safetensors_bytes(two) == safetensors_bytes(one)
+    info = json.loads((two / "info.json").read_text())
+    assert (info["processes"], info["nodes"], info["processes_per_node"]) == (2, 2, 1)
+    assert [(n["node_rank"], n["devices"]) for n in info["environment"]["nodes"]] == [(0, ["cpu"]), (1, ["cpu"])]
+    assert json.loads((one / "info.json").read_text())["nodes"] == 1
+    assert "0: node " in log.getvalue() and "1: node " in log.getvalue(), "each node agent reports its node"
+    assert (trace / "rank0.txt").read_text() and not (trace / "rank1.txt").exists(), "global rank 1 wrote"
+
+
+def stop_two_nodes(spec: dict, tmp_path: Path, after: str, *, one_node: bool) -> str:
+    """Launch 2 nodes x 1 process in a child and, once a line holds `after`, SIGTERM either every
+    process of the job (a time limit) or one node's agent and ranks; returns the launch's output."""
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    pids = tmp_path / "node-pids"
+    driver = ("import json; from bertflow.distributed import launch; "
+              f"launch('bertflow.pretrain', json.load(open({str(tmp_path / 'spec.json')!r})), 1, cpu=True, "
+              f"nodes=2, shared_dir={str(tmp_path / 'shared')!r})")
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, env={**os.environ, "FAKE_SRUN_PIDS": str(pids)})
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if after in line:
+            os.killpg(int(pids.read_text().split()[1]) if one_node else proc.pid, signal.SIGTERM)
+            break
+    rest = "".join(seen) + proc.stdout.read()
+    assert proc.wait(timeout=120) != 0, rest[-3000:]
+    return rest
+
+
+def test_sigterm_to_every_process_of_two_nodes_then_a_relaunch_resumes_bit_for_bit(tiny_run, fake_slurm, tmp_path):
+    import torch
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    spec_whole, spec_killed = pretrain_spec(tiny_run, whole, 8), pretrain_spec(tiny_run, killed, 8)
+    for spec in (spec_whole, spec_killed):
+        spec["train"] = {**spec["train"], "epochs": 2}
+    two_node_launch("bertflow.pretrain", spec_whole, tmp_path / "shared-whole", stream=io.StringIO())
+
+    output = stop_two_nodes(spec_killed, tmp_path, after="epoch 1 step 10/", one_node=False)
+    # torchrun prints no summary when its agent is signalled: the ranks' own lines say that they stopped.
+    assert "stopped by signal 15" in output and "stopped at step" in output and "rerun to resume" in output, \
+        output[-3000:]
+    progress = torch.load(killed / "checkpoints/last.pt", weights_only=False)["progress"]
+    assert progress["epoch"] == 0 and progress["global_step"] >= 10 and not (killed / "model").exists()
+
+    log = io.StringIO()
+    two_node_launch("bertflow.pretrain", spec_killed, tmp_path / "shared", stream=log)
+    assert f"resumed from {killed / 'checkpoints/last.pt'}: epoch 1, step {progress['global_step']}" in log.getvalue()
+    assert losses(killed) == losses(whole) and safetensors_bytes(killed) == safetensors_bytes(whole)
+
+
+def test_sigterm_to_one_node_is_agreed_by_both(tiny_run, fake_slurm, tmp_path):
+    """Only node 1's agent and rank get the signal; both ranks stop at the same step (a collective)
+    and global rank 0, on the other node, writes the checkpoint."""
+    import torch
+
+    out = tmp_path / "one-signalled"
+    spec = pretrain_spec(tiny_run, out, 8)
+    spec["train"] = {**spec["train"], "epochs": 2}
+    output = stop_two_nodes(spec, tmp_path, after="epoch 1 step 10/", one_node=True)
+    stops = re.findall(r"rank (\d) stopped on request: stopped at step (\d+)", output)
+    assert sorted(rank for rank, _ in stops) == ["0", "1"], output[-3000:]
+    assert len({step for _, step in stops}) == 1, f"the ranks stopped at different steps: {stops}"
+    progress = torch.load(out / "checkpoints/last.pt", weights_only=False)["progress"]
+    assert progress["global_step"] == int(stops[0][1])
+
+
+def test_workflow_refuses_several_nodes_without_slurm_before_any_job(tmp_path):
+    from support.workflow import snakemake, write_config
+
+    config = write_config(tmp_path / "two-nodes.yaml", pretrain={"nodes": 2})
+    result = snakemake(tmp_path, "--", "results/pretrain/train_info.json", configfile=config, check=False)
+    assert result.returncode != 0
+    assert "pretrain.nodes is 2, but the 'local' executor" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists(), "a job ran before the check"

@@ -1,10 +1,13 @@
-"""The tiny pipeline on a real single-node SLURM cluster through the SLURM executor plugin.
+"""The tiny pipeline on a real SLURM cluster through the SLURM executor plugin.
 
-tests/slurm/cluster.sh starts slurmctld + slurmd (no systemd, no accounting); Snakemake runs with
+tests/slurm/cluster.sh starts slurmctld and two slurmd on this host (two nodes; one where SLURM
+lacks --enable-multiple-slurmd), no systemd, no accounting; Snakemake runs with
 the test profile tests/slurm/profile (profiles/slurm sized for this node), with the compute nodes'
 air-gapped settings (HF_*_OFFLINE, no reachable proxy). Every compute stage must run as its own
 SLURM job, in the partition the profile takes from BERTFLOW_SLURM_PARTITION, and produce what the
-local run (the shared `tiny_run`) produces.
+local run (the shared `tiny_run`) produces. Pretraining with `pretrain.nodes: 2` runs as one job
+on both nodes (srun + torchrun c10d), is stopped by `scancel --signal=TERM` and resumed by
+Snakemake's retry, and ends with the weights of the same run launched locally on one node.
 
 Skipped only when SLURM is not installed or cannot start here (CI installs it: .ci/run).
 """
@@ -32,28 +35,34 @@ SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
+    """SLURM_CONF of a two-node test cluster, else of a one-node one (`two_nodes_skipped` says why)."""
     missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "squeue", "munged") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"SLURM not installed ({', '.join(missing)} missing): run `tests/slurm/cluster.sh install` as root")
     state = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run(["bash", str(CLUSTER), "start", str(state)], capture_output=True, text=True)
+    started = subprocess.run(["bash", str(CLUSTER), "start", str(state), "2"], capture_output=True, text=True)
+    two_nodes_skipped = None
+    if started.returncode != 0:
+        two_nodes_skipped = f"a two-node SLURM cluster could not be started here: {started.stderr.strip()[-800:]}"
+        subprocess.run(["bash", str(CLUSTER), "stop", str(state)], capture_output=True, text=True)
+        started = subprocess.run(["bash", str(CLUSTER), "start", str(state)], capture_output=True, text=True)
     if started.returncode != 0:
         pytest.skip(f"a single-node SLURM cluster could not be started here: {started.stderr.strip()[-800:]}")
     env = {"SLURM_CONF": str(state / "slurm.conf")}
-    yield env
+    yield env, two_nodes_skipped
     subprocess.run(["bash", str(CLUSTER), "stop", str(state)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
 def slurm_run(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_run")
-    env = {**os.environ, **slurm_cluster, **AIR_GAPPED, "BERTFLOW_SLURM_PARTITION": PARTITION}
+    env = {**os.environ, **slurm_cluster[0], **AIR_GAPPED, "BERTFLOW_SLURM_PARTITION": PARTITION}
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--workflow-profile", str(TEST_PROFILE), "--configfile", str(TINY_CONFIG)]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"snakemake on SLURM failed ({result.returncode}):\n{output[-8000:]}"
-    return workdir, output, slurm_cluster
+    return workdir, output, slurm_cluster[0]
 
 
 def slurm_jobs(output: str) -> dict[str, tuple[str, Path]]:
@@ -161,3 +170,99 @@ def test_slurm_profiles_parse_and_size_the_gpu_stages(tmp_path):
                           "--configfile", str(TINY_CONFIG), "--dry-run"], capture_output=True, text=True, cwd=tmp_path)
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     assert "pretrain" in dry.stdout
+
+
+def test_two_node_pretraining_stops_resumes_and_equals_the_one_node_launch(slurm_cluster, tiny_run, tmp_path):
+    """`pretrain.nodes: 2` through the workflow profile: one SLURM job on both nodes (srun starts a
+    torchrun agent per node). `scancel --signal=TERM` (what a time limit sends) stops it at a
+    checkpoint; Snakemake's retry resumes; the weights equal a local one-node launch of the same
+    world size (2 processes) byte for byte. Tokenizer and blocks come from the local run, so that
+    only pretraining differs."""
+    slurm_env, two_nodes_skipped = slurm_cluster
+    if two_nodes_skipped:
+        pytest.skip(two_nodes_skipped)
+    from support.workflow import snakemake, write_config
+
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    for workdir in (local, remote):
+        shutil.copytree(tiny_run, workdir, symlinks=True)
+        (workdir / "results/logs/pretrain.log").unlink()  # the local run's lines must not count
+    train = {"epochs": 2, "batch_size": 8}
+    snakemake(local, "--", "results/pretrain/train_info.json",
+              configfile=write_config(tmp_path / "local.yaml", pretrain={**train, "num_processes": 2}))
+
+    config = write_config(tmp_path / "two-nodes.yaml", pretrain={**train, "nodes": 2, "num_processes": 1})
+    env = {**os.environ, **slurm_env, **AIR_GAPPED, "BERTFLOW_SLURM_PARTITION": PARTITION}
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(remote), "--workflow-profile",
+           str(TEST_PROFILE), "--configfile", str(config), "--", "results/pretrain/train_info.json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output, cancelled = [], None
+    stage_log = remote / "results/logs/pretrain.log"
+    for line in proc.stdout:
+        output.append(line)
+        if cancelled is None and (jobs := [j for j, (rule, _) in slurm_jobs(line).items() if rule == "pretrain"]):
+            jobid, = jobs
+            cancelled = jobid
+            wait_for_line(stage_log, "epoch 1 step 10/", proc)
+            subprocess.run(["scancel", "--signal=TERM", jobid], env=env, check=True)
+    output = "".join(output)
+    assert proc.wait(timeout=600) == 0, output[-8000:]
+
+    pretrain_jobs = [jobid for jobid, (rule, _) in slurm_jobs(output).items() if rule == "pretrain"]
+    assert len(pretrain_jobs) == 2 and pretrain_jobs[0] == cancelled, output[-4000:]
+    # The first job's log (shown by Snakemake when it failed): both nodes, both ranks stopped.
+    assert "node bertflow-node1:" in output and "node bertflow-node2:" in output, output[-6000:]
+    assert len(set(re.findall(r"rank (\d) stopped on request: stopped at step", output))) == 2, output[-6000:]
+    resumed = stage_log.read_text()
+    assert "resumed from" in resumed and "node bertflow-node1:" in resumed and "node bertflow-node2:" in resumed
+
+    info = json.loads((remote / "results/pretrain/train_info.json").read_text())
+    assert (info["nodes"], info["processes_per_node"], info["processes"]) == (2, 1, 2)
+    assert [node["host"] for node in info["environment"]["nodes"]] == ["bertflow-node1", "bertflow-node2"]
+    ours, theirs = (root / "results/pretrain" for root in (remote, local))
+    assert learning_curve(ours / "perplexity.csv") == learning_curve(theirs / "perplexity.csv")
+    assert (ours / "model/model.safetensors").read_bytes() == (theirs / "model/model.safetensors").read_bytes()
+
+
+def learning_curve(path: Path) -> list[tuple[str, ...]]:
+    """The losses of each row, as written (not its speed or time)."""
+    import csv
+
+    keys = ("epoch", "step", "train_loss", "eval_loss", "perplexity")
+    return [tuple(row[key] for key in keys) for row in csv.DictReader(open(path))]
+
+
+def wait_for_line(path: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until `path` holds `text` (the job is training); fails if Snakemake ends first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = path.read_text() if path.is_file() else ""
+        if text in log:
+            return
+        assert "rule pretrain failed" not in log and proc.poll() is None, f"pretraining failed first:\n{log[-3000:]}"
+        time.sleep(0.5)
+    raise AssertionError(f"{path} had no {text!r} within {timeout} s")
+
+
+def test_multinode_resources_become_a_multinode_sbatch_line():
+    """What the SLURM plugin (2.8.0) submits for pretraining's resources on 2 nodes x 4 GPUs: every
+    node, one task each with the node's CPUs, GPUs per node (GRES), not a job-wide --gpus."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    from bertflow.distributed import slurm_resources
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    resources = slurm_resources(2, 4, 4)
+    resources["cpus_per_task"] = resources["cpus_per_task"](None, threads=32)
+    job = SimpleNamespace(resources=Resources(resources, mem_mb=64000, runtime=720), threads=32)
+    params = dict(run_uuid="u", slurm_logfile="l", comment_str="c", account="", partition="", workdir="")
+    sbatch = (get_submit_command(job, params) + set_gres_string(job)).split()
+    assert {"--nodes=2", "--ntasks=2", "--cpus-per-task=32", "--gres=gpu:4"} <= set(sbatch), sbatch
+    assert not any(arg.startswith(("--gpus", "--ntasks-per-gpu", "--cpus-per-gpu")) for arg in sbatch), sbatch

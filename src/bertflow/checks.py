@@ -3,7 +3,8 @@
 rules/common.smk calls `coerce_overrides` and then `complete_config` (schema validation, defaults,
 `check_config`), so that inconsistent settings (a sequence longer than the model's positions, a stride not below
 its window, a GPT-2 folder as a baseline, ...) fail before the first job, with every problem
-named by its config key. `check_device` runs from `onstart` (see rules/common.smk for why).
+named by its config key. `check_device` and `check_multinode` run from `onstart` (see
+rules/common.smk for why).
 The stages repeat the checks that need data or a downloaded model, so nothing relies on this
 module alone. Light imports only: the workflow parses on every `snakemake` call.
 `python -m bertflow.checks FILE...` runs the same checks on config files without Snakemake.
@@ -547,6 +548,48 @@ def require_supported_model_type(model_config: dict, source: str, key: str = "mo
 
 
 # ----------------------------------------------------------------------------- device
+
+
+# Executors under which a pretraining run may span nodes: SLURM's, and its job step inside the job.
+MULTINODE_EXECUTORS = ("slurm", "slurm-jobstep")
+# bertflow.block_files.META, named here so that the start-up checks need not import numpy.
+BLOCKS_META = "blocks_meta.json"
+
+
+def check_multinode(pretrain: dict, executor: str, blocks_dir: str) -> None:
+    """`pretrain.nodes` > 1 needs a SLURM allocation (srun starts the nodes' agents), and the
+    training blocks must fill one global batch of the whole world (checked when they exist;
+    pretraining checks again before it launches)."""
+    problems = multinode_problems(pretrain, executor)
+    meta = Path(blocks_dir, BLOCKS_META)
+    if meta.is_file():
+        problems += world_size_problems(pretrain, json.loads(meta.read_text()), blocks_dir)
+    if problems:
+        raise ConfigError("the config cannot run:\n  - " + "\n  - ".join(problems))
+
+
+def multinode_problems(pretrain: dict, executor: str) -> list[str]:
+    nodes = pretrain["nodes"]
+    if nodes < 1:
+        return [f"pretrain.nodes is {nodes}; expected 1 or more"]
+    if nodes > 1 and executor not in MULTINODE_EXECUTORS:
+        return [f"pretrain.nodes is {nodes}, but the {executor!r} executor runs every job on one machine: run "
+                "through SLURM (snakemake --workflow-profile profiles/slurm, docs/scaling-out.md) or set "
+                "pretrain.nodes: 1"]
+    return []
+
+
+def world_size_problems(pretrain: dict, meta: dict, blocks_dir: str) -> list[str]:
+    """The world size (nodes x num_processes) times the per-process batch must fit the training blocks."""
+    world = pretrain["nodes"] * pretrain["num_processes"]
+    global_batch = pretrain["batch_size"] * world * pretrain["grad_accum"]
+    blocks = meta.get("train_blocks", 0)
+    if blocks >= global_batch:
+        return []
+    return [f"{blocks_dir}: {blocks} training blocks are fewer than one global batch of {global_batch} "
+            f"(pretrain.batch_size {pretrain['batch_size']} x {world} processes (pretrain.nodes {pretrain['nodes']} "
+            f"x num_processes {pretrain['num_processes']}) x grad_accum {pretrain['grad_accum']}); add text, or "
+            "lower pretrain.batch_size, nodes or num_processes"]
 
 
 def check_device(device: str) -> None:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .block_loader import BlockLoader, head_rows
+from .block_files import read_meta
 from .blocks import load_blocks, tokenizer_fingerprint
 from .checkpoints import (StopRequested, load_training_state, save_training_state, stop_agreed,
                           stop_on_signals)
@@ -49,7 +50,7 @@ from .errors import ConfigError, DataError
 from .io import save_tokenizer, write_json
 from .masking import Masker, fixed_eval_masks
 from .presets import architecture
-from .provenance import environment_info
+from .provenance import environment_info, node_devices
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
 from .tokenizer import load_tokenizer
@@ -97,7 +98,7 @@ class Settings:
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
-        return from_config(cls, section, "pretrain", ignore=("num_processes",))  # num_processes: the launcher's
+        return from_config(cls, section, "pretrain", ignore=("num_processes", "nodes"))  # the launcher's
 
 
 # --------------------------------------------------------------------------- model pieces
@@ -545,6 +546,14 @@ class Pretrainer:
         return row
 
 
+def check_world_fits(blocks_dir: str, pretrain_config: dict) -> None:
+    """Fail before launching when the world (nodes x num_processes) cannot fill one global batch."""
+    from .checks import world_size_problems
+
+    if problems := world_size_problems(pretrain_config, read_meta(blocks_dir), blocks_dir):
+        raise DataError(problems[0])
+
+
 def check_blocks_match(meta: dict, tokenizer, tokenizer_dir: str, blocks_dir: str, seq_len: int) -> None:
     """Blocks, tokenizer and config must agree before we spend hours training."""
     if meta["vocab_size"] != len(tokenizer) or meta["tokenizer_fingerprint"] != tokenizer_fingerprint(tokenizer_dir):
@@ -611,7 +620,7 @@ def plot_perplexity(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> None:
+def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float, nodes: list[dict]) -> None:
     """Model + tokenizer, perplexity CSV and plot, and the run's info JSON (main process only)."""
     model_dir = Path(out["model"])
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
@@ -630,6 +639,8 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
             "precision": trainer.precision,
             "compiled": trainer.compiled,
             "processes": trainer.world,
+            "nodes": len(nodes),
+            "processes_per_node": trainer.world // len(nodes),
             "wall_time_s": trainer.progress.elapsed_s,
             "train_time_s": trainer.progress.train_s,
             "startup_s": trainer.startup_s,
@@ -644,7 +655,7 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float) -> Non
             "parameters": sum(p.numel() for p in trainer.model.parameters()),
             "blocks": trainer.meta,
             "settings": asdict(trainer.settings),
-            "environment": environment_info(),
+            "environment": environment_info(nodes),
         },
     )
 
@@ -679,8 +690,9 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
     finally:
         trainer.tracker.close()
         trainer.loader.close()
+    nodes = node_devices(trainer.device)  # a collective: every rank contributes its device
     if trainer.accelerator.is_main_process:
-        save_final(trainer, tokenizer, outputs, started)
+        save_final(trainer, tokenizer, outputs, started, nodes)
         # The outputs now hold everything; a stale checkpoint would wrongly "resume" a later rerun
         # (e.g. after a code change) straight to the end. Set-aside ones live in stale-checkpoints/.
         shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -42,12 +42,48 @@ def device_info() -> dict:
     return info
 
 
-def environment_info() -> dict:
-    """Versions, device and host: attach this to every JSON a stage writes."""
-    return {
+def process_device(device) -> str:
+    """This process' device, by name: "cpu", or "cuda:1 NVIDIA H100 80GB HBM3"."""
+    torch = sys.modules["torch"]
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def node_devices(device) -> list[dict]:
+    """Every node of a launch with its host name and its processes' devices, in node order.
+
+    A collective under torch.distributed: every rank calls it (each contributes its own device);
+    outside a process group it describes this process alone. Nodes are told apart by torchrun's
+    node rank (GROUP_RANK), not by host name: agents on one host are still separate nodes.
+    """
+    import torch.distributed as dist
+
+    from .distributed import node_name
+
+    mine = (int(os.environ.get("GROUP_RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), node_name(),
+            process_device(device))
+    everyone = [mine]
+    if dist.is_available() and dist.is_initialized():
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, mine)
+    nodes: dict[int, dict] = {}
+    for node, _, host, name in sorted(everyone):
+        nodes.setdefault(node, {"node_rank": node, "host": host, "devices": []})["devices"].append(name)
+    return list(nodes.values())
+
+
+def environment_info(nodes: list[dict] | None = None) -> dict:
+    """Versions, device and host: attach this to every JSON a stage writes. `nodes`: what
+    `node_devices` found, for a stage that ran across processes (the device entry is this node's)."""
+    info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
         "device": device_info(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if nodes is not None:
+        info["nodes"] = nodes
+    return info

@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# A private single-node SLURM cluster for tests, started without systemd.
+# A private SLURM cluster for tests, started without systemd: one node, or two nodes on this one
+# host (two slurmd, each with its own node name, port, spool folder, pid and log file: %n).
 #
 #   tests/slurm/cluster.sh install        # Debian/Ubuntu, as root: slurmctld slurmd slurm-client munge
-#   tests/slurm/cluster.sh start DIR      # writes DIR/slurm.conf, starts munged (if needed), slurmctld, slurmd
+#   tests/slurm/cluster.sh start DIR [N]  # writes DIR/slurm.conf, starts munged (if needed), slurmctld and
+#                                         # N slurmd (1 or 2; default 1)
 #   export SLURM_CONF=DIR/slurm.conf      # then sbatch/squeue/sinfo (and Snakemake) talk to this cluster
 #   tests/slurm/cluster.sh stop DIR       # stops the daemons this script started
 #
+# Two slurmd on one host need a SLURM built with --enable-multiple-slurmd (`scontrol show config`
+# then says MULTIPLE_SLURMD = Yes; Debian's slurm-wlm 22.05.8 does): `start DIR 2` waits for both
+# nodes to become idle and, if they do not, says whether that build option is missing. Both nodes are this host with all of its CPUs each
+# (SlurmdParameters=config_overrides: the declared CPUs count, not the detected ones), so a
+# two-node job oversubscribes the host; it exercises SLURM's multi-node path (allocation, srun
+# across nodes, signals), not the speed of two machines.
 # Everything (config, state, logs, pid files) lives in DIR and the daemons use other ports than the
 # defaults. One thing lands outside DIR: /etc/slurm/slurm.conf becomes a link to DIR/slurm.conf,
 # because the Snakemake job step drops SLURM_CONF from the environment before calling `srun`, so
 # `srun` inside a job reads the default path. A host that already has a slurm.conf is refused.
-# The node is GRES-free and sized to this machine; no accounting (sacct is disabled: poll with squeue).
+# The nodes are GRES-free and sized to this machine; no accounting (sacct is disabled: poll with squeue).
 set -euo pipefail
 
 SYSTEM_CONF=/etc/slurm/slurm.conf
@@ -46,14 +54,29 @@ start_munge() {
     die "munged did not start (see /var/log/munge/munged.log)"
 }
 
+node_names() {
+    if [ "$NODES" = 1 ]; then echo "$NODE"; else seq -f "$NODE%g" "$NODES"; fi
+}
+
+node_lines() {
+    local cpus=$1 mem_mb=$2 n=0 name
+    for name in $(node_names); do
+        echo "NodeName=$name NodeAddr=127.0.0.1 NodeHostname=$(hostname -s) Port=$((SLURMD_PORT + n)) CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN"
+        n=$((n + 1))
+    done
+}
+
 write_conf() {
-    local cpus mem_mb
+    local cpus mem_mb nodes
     cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc honours OMP_NUM_THREADS
-    # Leave 10% of the memory to the OS; SLURM refuses a node with less than it declares.
-    mem_mb=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
-    mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
+    # Leave 10% of the memory to the OS (split between the nodes); SLURM refuses a node with less
+    # than it declares.
+    mem_mb=$(awk -v n="$NODES" '/MemTotal/ {printf "%d", $2 / 1024 * 0.9 / n}' /proc/meminfo)
+    nodes=$(node_names | paste -sd,)
+    mkdir -p "$DIR/state" "$DIR/log"
+    for name in $(node_names); do mkdir -p "$DIR/spool/$name"; done
     cat >"$DIR/slurm.conf" <<EOF
-# Written by tests/slurm/cluster.sh: one node, no accounting, no cgroups.
+# Written by tests/slurm/cluster.sh: $NODES node(s) on this host, no accounting, no cgroups.
 ClusterName=bertflow-test
 SlurmctldHost=$(hostname -s)(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -63,11 +86,12 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
+SlurmdPidFile=$DIR/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -83,15 +107,16 @@ MinJobAge=600
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 KillWait=10
-NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$(hostname -s) CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+$(node_lines "$cpus" "$mem_mb")
+PartitionName=debug Nodes=$nodes Default=YES MaxTime=INFINITE State=UP
 # A second, non-default partition: tests check that the profile's partition setting is used.
-PartitionName=bertflow Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
+PartitionName=bertflow Nodes=$nodes Default=NO MaxTime=INFINITE State=UP
 EOF
 }
 
 start() {
-    [ -n "${DIR:-}" ] || die "usage: cluster.sh start DIR"
+    [ -n "${DIR:-}" ] || die "usage: cluster.sh start DIR [NODES]"
+    case "$NODES" in 1 | 2) ;; *) die "NODES is 1 or 2, not $NODES" ;; esac
     for tool in slurmctld slurmd sbatch squeue munged; do
         command -v "$tool" >/dev/null || die "$tool not installed (run: cluster.sh install)"
     done
@@ -106,17 +131,21 @@ start() {
     ln -sfn "$SLURM_CONF" "$SYSTEM_CONF"
     start_munge
     slurmctld -f "$SLURM_CONF" -i   # -i: ignore state from an earlier run of this directory
-    slurmd -f "$SLURM_CONF" -N "$NODE"
+    local name
+    for name in $(node_names); do slurmd -f "$SLURM_CONF" -N "$name"; done
     for _ in $(seq 100); do
-        if sinfo -h -N -o "%T" 2>/dev/null | grep -qE "^idle"; then
+        if [ "$(sinfo -h -N -o "%N %T" 2>/dev/null | awk '$2 == "idle" {print $1}' | sort -u | wc -l)" = "$NODES" ]; then
             echo "SLURM_CONF=$SLURM_CONF"
             return 0
         fi
         sleep 0.2
     done
     sinfo -N -l >&2 || true
-    tail -n 20 "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" >&2 || true
-    die "the node did not become idle within 20 s (logs in $DIR/log)"
+    tail -n 20 "$DIR/log/slurmctld.log" "$DIR"/log/slurmd-*.log >&2 || true
+    if [ "$NODES" -gt 1 ] && ! scontrol show config 2>/dev/null | grep -Eq "^MULTIPLE_SLURMD +=  *Yes"; then
+        die "$NODES slurmd on one host need a SLURM built with --enable-multiple-slurmd; this one ($(slurmd -V)) is not"
+    fi
+    die "not all $NODES node(s) became idle within 20 s (logs in $DIR/log)"
 }
 
 stop_pidfile() {
@@ -133,16 +162,18 @@ stop() {
     [ -n "${DIR:-}" ] || die "usage: cluster.sh stop DIR"
     export SLURM_CONF="$DIR/slurm.conf"
     scancel --full --user="$(id -un)" 2>/dev/null || true
-    stop_pidfile "$DIR/slurmd.pid"
+    local pidfile
+    for pidfile in "$DIR"/slurmd-*.pid; do stop_pidfile "$pidfile"; done
     stop_pidfile "$DIR/slurmctld.pid"
     stop_pidfile "$DIR/munged.pid"   # only when this script started it
     if [ "$(readlink "$SYSTEM_CONF" 2>/dev/null)" = "$SLURM_CONF" ]; then rm -f "$SYSTEM_CONF"; fi
 }
 
 DIR=${2:-}
+NODES=${3:-1}
 case "${1:-}" in
     install) install_packages ;;
     start) start ;;
     stop) stop ;;
-    *) die "usage: cluster.sh install | start DIR | stop DIR" ;;
+    *) die "usage: cluster.sh install | start DIR [NODES] | stop DIR" ;;
 esac
