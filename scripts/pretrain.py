@@ -3,7 +3,7 @@ from bertflow.distributed import run
 from bertflow.pretrain import pretrain
 from bertflow.stage import stage
 
-with stage(snakemake):
+with stage(snakemake, uses_torch=True):
     run(
         pretrain,
         dict(

@@ -35,10 +35,12 @@ from .checkpoints import StopRequested, load_training_state, save_training_state
 from .checks import require_supported_model, require_supported_model_type
 from .distributed import spec_main, world_size
 from .errors import ConfigError, DataError
+from .hashing import sha256_file
 from .io import save_tokenizer, write_json, write_text
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
+from .weight_files import safetensors_shapes
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +100,14 @@ def load_task_model(task: str, model_dir: str, max_length: int | None = None):
 
 
 def checkpoint_sizes(model_dir: str) -> dict[str, int]:
-    """Tensor name -> element count of the saved weights (safetensors, else PyTorch .bin)."""
-    from safetensors import safe_open
-
+    """Tensor name -> element count of the saved weights (safetensors headers, else PyTorch .bin)."""
+    shapes = safetensors_shapes(model_dir)
+    if shapes is not None:
+        return {name: math.prod(shape) for name, shape in shapes.items()}
     sizes: dict[str, int] = {}
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        with safe_open(path, "pt") as handle:
-            for name in handle.keys():
-                sizes[name] = math.prod(handle.get_slice(name).get_shape())
-    if not sizes:
-        for path in sorted(Path(model_dir).glob("pytorch_model*.bin")):
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            sizes.update({name: tensor.numel() for name, tensor in state.items()})
+    for path in sorted(Path(model_dir).glob("pytorch_model*.bin")):
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        sizes.update({name: tensor.numel() for name, tensor in state.items()})
     return sizes
 
 
@@ -265,8 +263,6 @@ def tokenizer_digest(tokenizer) -> str:
 def features_key(task) -> str:
     """Fingerprint of everything the features depend on: the tokenizer, the data files' bytes, the
     settings used."""
-    from .hub import sha256_file
-
     spec = {
         "format": FEATURES_FORMAT, "task": task.name,
         "tokenizer": tokenizer_digest(task.tokenizer),
@@ -301,8 +297,6 @@ def load_features(task, cache_dir: str | None) -> dict:
 
 def model_digest(model_dir: str) -> str:
     """sha256 over the model folder's config and weight files (what a checkpoint was trained from)."""
-    from .hub import sha256_file
-
     files = sorted(path for path in Path(model_dir).iterdir()
                    if path.name == "config.json" or path.suffix in (".safetensors", ".bin"))
     return hashlib.sha256(json.dumps({path.name: sha256_file(path) for path in files}).encode()).hexdigest()
