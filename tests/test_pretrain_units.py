@@ -61,8 +61,9 @@ def test_eval_masks_are_fixed_by_seed():
 
 
 def test_masked_only_head_gives_the_full_head_loss():
-    settings = Settings(preset=None, model=dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
-                                                intermediate_size=64), seq_len=16, seed=0)
+    settings = Settings.from_config(dict(preset=None, model=dict(num_hidden_layers=1, hidden_size=32,
+                                                             num_attention_heads=2, intermediate_size=64),
+                                         seq_len=16, seed=0))
     model = build_model(settings, vocab_size=100, pad_token_id=0).eval()
     ids = torch.randint(5, 100, (4, 16))
     batch = make_masker(seq_len=16, vocab=100)(ids, torch.Generator().manual_seed(0))
@@ -86,7 +87,7 @@ def test_presets_and_overrides():
 
 
 def test_seq_len_beyond_positions_is_rejected():
-    settings = Settings(preset="tiny", model={"max_position_embeddings": 64}, seq_len=128)
+    settings = Settings.from_config(dict(preset="tiny", model={"max_position_embeddings": 64}, seq_len=128))
     with pytest.raises(ConfigError, match="max_position_embeddings"):
         build_model(settings, vocab_size=100, pad_token_id=0)
 
@@ -152,8 +153,8 @@ def open_blocks(folder):
 
 
 def small_settings(**changes):
-    return Settings(**{**dict(preset=None, model=TINY_MODEL, seq_len=16, epochs=2, batch_size=8,
-                              learning_rate=2e-3, log_every_steps=5, seed=3), **changes})
+    return Settings.from_config({**dict(preset=None, model=TINY_MODEL, seq_len=16, epochs=2, batch_size=8,
+                                        learning_rate=2e-3, log_every_steps=5, seed=3), **changes})
 
 
 def make_trainer(folder, checkpoint_dir, **changes):

@@ -47,29 +47,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FinetuneSettings:
-    """One task's section of `finetune` without its data-source keys (see config/config.schema.yaml).
-    `max_length` has no default: the schema's differs per task (SST-2 64, SQuAD 384)."""
+    """One task's section of `finetune` without its data-source keys (config/config.schema.yaml gives
+    the meanings and each task's defaults; a key another task has, such as SQuAD's doc_stride for
+    SST-2, is None)."""
 
     max_length: int
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    doc_stride: int = 128
-    n_best: int = 20
-    max_answer_length: int = 30
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    reduce_vocab: bool = True
-    precision: str = "auto"
-    dynamic_padding: bool = True
-    group_by_length: bool = False
-    unpad: bool = True
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    doc_stride: int
+    n_best: int
+    max_answer_length: int
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    reduce_vocab: bool
+    precision: str
+    dynamic_padding: bool
+    group_by_length: bool
+    unpad: bool
 
     @classmethod
-    def from_config(cls, section: dict, where: str = "finetune") -> "FinetuneSettings":
+    def from_config(cls, section: dict, where: str) -> "FinetuneSettings":
+        """`where`: the task's section, "finetune.sst2" or "finetune.squad"."""
         return from_config(cls, section, where)
 
 

@@ -51,7 +51,7 @@ from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
-from .settings import from_config
+from .settings import from_config, weight_neutral_keys
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
 
@@ -59,41 +59,37 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_AFTER_STEPS = 3  # a time budget's schedule starts after these (compilation) steps
 CSV_COLUMNS = ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s", "kind", "time"]
-# Settings that do not change the weights: a checkpoint made under other values still resumes.
-# (eval_every_steps adds rows only: evaluation uses no random numbers and leaves the weights alone.)
-_NOT_FINGERPRINTED = {"log_every_steps", "checkpoint_every_steps", "compile", "compile_mode", "tensorboard",
-                      "eval_every_steps"}
 
 
 @dataclass
 class Settings:
-    """The `pretrain` config section (see config/config.schema.yaml for meanings)."""
+    """The `pretrain` config section (config/config.schema.yaml gives the meanings and defaults)."""
 
-    preset: str | None = "tiny"
-    model: dict = field(default_factory=dict)
-    seq_len: int = 128
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    adam_beta2: float = 0.98
-    max_grad_norm: float | None = 1.0
-    mlm_probability: float = 0.15
-    precision: str = "auto"
-    attention: str = "sdpa"
-    compile: bool | str = "auto"
-    compile_mode: str = "reduce-overhead"
-    max_eval_blocks: int | None = 2000
-    log_every_steps: int = 50
-    checkpoint_every_steps: int = 0
-    eval_every_steps: int | None = None
-    time_budget: float | None = None  # minutes of training steps
-    token_budget: int | None = None
-    tensorboard: bool = True
-    seed: int | None = None
+    preset: str | None
+    model: dict
+    seq_len: int
+    epochs: int
+    max_steps: int | None
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    adam_beta2: float
+    max_grad_norm: float | None
+    mlm_probability: float
+    precision: str
+    attention: str
+    compile: bool | str
+    compile_mode: str
+    max_eval_blocks: int | None
+    log_every_steps: int
+    checkpoint_every_steps: int
+    eval_every_steps: int | None
+    time_budget: float | None  # minutes of training steps
+    token_budget: int | None
+    tensorboard: bool
+    seed: int | None
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
@@ -178,7 +174,9 @@ def _seed(settings: Settings) -> int:
 
 
 def fingerprint(settings: Settings, meta: dict, world_size: int) -> str:
-    relevant = {k: v for k, v in asdict(settings).items() if k not in _NOT_FINGERPRINTED}
+    # Without the keys that leave the weights alone: a checkpoint made under other values resumes.
+    neutral = weight_neutral_keys("pretrain")
+    relevant = {k: v for k, v in asdict(settings).items() if k not in neutral}
     blob = json.dumps({"settings": relevant, "blocks": meta, "world": world_size}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
