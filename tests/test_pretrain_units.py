@@ -18,6 +18,7 @@ from bertflow.masking import Masker, fixed_eval_masks
 from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match
 from bertflow.runtime import resolve_device
 from bertflow.tokenizer import load_tokenizer
+from bertflow.training import write_rows_csv
 from support.pretrain import generated_tokenizer, random_block_folder
 
 SPECIALS = (0, 1, 2, 3, 4)
@@ -266,7 +267,7 @@ def test_eval_every_steps_adds_fractional_epoch_rows(tmp_path):
     assert [(r["epoch"], r["kind"]) for r in rows] == [
         (0.4, "step"), (0.8, "step"), (1, "epoch"), (1.2, "step"), (1.6, "step"), (2, "epoch")]
     assert all(r["time"].endswith("+00:00") for r in rows)
-    pretrain.write_progress_csv(tmp_path / "ppl.csv", rows)
+    write_rows_csv(tmp_path / "ppl.csv", rows, pretrain.CSV_COLUMNS)
     header = (tmp_path / "ppl.csv").read_text().splitlines()[0].split(",")
     assert header[:7] == ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s"]
 
