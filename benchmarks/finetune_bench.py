@@ -152,7 +152,7 @@ def run_trainer(spec: dict) -> dict:
     from bertflow.finetune import TASKS, FinetuneSettings
     from bertflow.runtime import resolve_precision
 
-    task, device, settings = spec["task"], spec["device"], FinetuneSettings.from_config(spec["settings"])
+    task, device, settings = spec["task"], spec["device"], FinetuneSettings.from_config(spec["settings"], f"finetune.{spec['task']}")
     precision = resolve_precision(settings.precision, device)
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     data = TASKS[task](tokenizer, settings, spec["train_file"], spec["validation_file"])  # the same rows as ours

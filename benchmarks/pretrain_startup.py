@@ -55,7 +55,8 @@ def child(folder: str, device: str) -> None:
     start = time.perf_counter()
     meta, blocks = load_blocks(folder)
     opened = time.perf_counter()
-    settings = Settings(preset="tiny", seq_len=meta["seq_len"], batch_size=32, epochs=1, compile=False, seed=0)
+    settings = Settings.from_config(dict(preset="tiny", seq_len=meta["seq_len"], batch_size=32, epochs=1, compile=False,
+                                         seed=0))
     trainer = Pretrainer(settings, vocab=Vocab(meta["vocab_size"], 0, 4, (0, 1, 2, 3, 4)), blocks=blocks, meta=meta,
                          device=device, checkpoint_dir="/nonexistent")
     built = time.perf_counter()

@@ -225,7 +225,7 @@ def benchmark_steps(
 
     from bertflow.pretrain import Settings, Vocab
 
-    settings = Settings(
+    settings = Settings.from_config(dict(
         preset=None,
         model={**{k: getattr(model_config, k) for k in (
             "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
@@ -234,7 +234,7 @@ def benchmark_steps(
         learning_rate=learning_rate, warmup_ratio=0.0, precision=precision, attention=attention, compile=compile,
         compile_mode=compile_mode,
         mlm_probability=mlm_probability, seed=seed, max_eval_blocks=1, log_every_steps=10**9,
-    )
+    ))
     vocab = Vocab(model_config.vocab_size, model_config.pad_token_id or 0, mask_token_id, tuple(special_ids))
     trainer = lever_pretrainer(masked_only_head, fused_adamw)(settings, vocab=vocab, blocks={"train": blocks, "validation": blocks[:1]}, meta={},
                          device=device, checkpoint_dir=os.devnull)

@@ -36,7 +36,7 @@ SCHEMA = load_schema(SCHEMA_FILE)
 coerce_overrides(config, workflow.config_settings.config, SCHEMA)
 try:
     # Every violation named by key (Snakemake's own validation lists only the first), then defaults.
-    complete_config(config, SCHEMA, SCHEMA_FILE)
+    complete_config(config, SCHEMA)
 except ConfigError as err:
     raise WorkflowError(f"{err}\n(config read from {config_sources()})") from None
 if workflow.is_main_process:

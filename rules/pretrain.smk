@@ -1,10 +1,11 @@
 from bertflow.distributed import slurm_resources
+from bertflow.settings import result_neutral_keys
 
 PRETRAIN = config["pretrain"]
-# Keys that change how a run is watched or how fast it goes, not what it computes: the script
-# reads them from the config, so changing one does not rerun pretraining (as pretrain's
-# _NOT_FINGERPRINTED lets a checkpoint made under other values resume).
-PRETRAIN_WATCH_KEYS = ("log_every_steps", "checkpoint_every_steps", "tensorboard", "compile", "compile_mode")
+# Keys that change how a run is watched or how fast it goes, not what it computes (the schema's
+# `x-changes-result: false`): the script reads them from the config, so changing one does not
+# rerun pretraining.
+PRETRAIN_WATCH_KEYS = result_neutral_keys("pretrain")
 # Not params either: seq_len comes with the blocks (an input), num_processes and nodes are the rule's own.
 PRETRAIN_NOT_PARAMS = ("seq_len", "num_processes", "nodes", *PRETRAIN_WATCH_KEYS)
 

@@ -2,7 +2,7 @@
 from bertflow.inference import benchmark_models
 from bertflow.stage import stage
 
-with stage(snakemake):
+with stage(snakemake, uses_torch=True):
     out = snakemake.output
     benchmark_models(
         models=dict(snakemake.input.items()),

@@ -2,5 +2,5 @@
 from bertflow.models import download_model
 from bertflow.stage import stage
 
-with stage(snakemake, network=True):
+with stage(snakemake, network=True, uses_torch=True):
     download_model(snakemake.params.repo_id, snakemake.output[0])

@@ -6,7 +6,7 @@ from bertflow.distributed import run
 from bertflow.finetune import finetune
 from bertflow.stage import stage
 
-with stage(snakemake):
+with stage(snakemake, uses_torch=True):
     run(
         finetune,
         dict(

@@ -6,7 +6,7 @@ from bertflow.distributed import run
 from bertflow.pretrain import check_world_fits, pretrain
 from bertflow.stage import stage
 
-with stage(snakemake):
+with stage(snakemake, uses_torch=True):
     check_world_fits(snakemake.input.blocks, snakemake.config["pretrain"])  # before any node starts
     run(
         pretrain,

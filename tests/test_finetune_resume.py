@@ -135,7 +135,7 @@ def test_sigterm_checkpoints_exits_143_and_the_rerun_resumes(model_dir, data, tm
 def test_the_features_key_is_the_same_before_and_after_the_features_are_built(task, model_dir, data):
     """Encoding leaves truncation and padding state on the tokenizer: a key taken after a run that
     built its features must still match the one taken by a run that read them from the cache."""
-    settings = ft.FinetuneSettings.from_config({**SETTINGS, "max_length": 64})
+    settings = ft.FinetuneSettings.from_config({**SETTINGS, "max_length": 64}, f"finetune.{task}")
     _, tokenizer, _ = ft.load_task_model("qa" if task == "squad" else "classification", model_dir,
                                          settings.max_length, labels=["negative", "positive"])
     ext = "tsv" if task == "sst2" else "json"

@@ -18,6 +18,7 @@ from bertflow.masking import Masker, fixed_eval_masks
 from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match
 from bertflow.runtime import resolve_device
 from bertflow.tokenizer import load_tokenizer
+from bertflow.training import write_rows_csv
 from support.pretrain import generated_tokenizer, random_block_folder
 
 SPECIALS = (0, 1, 2, 3, 4)
@@ -61,8 +62,9 @@ def test_eval_masks_are_fixed_by_seed():
 
 
 def test_masked_only_head_gives_the_full_head_loss():
-    settings = Settings(preset=None, model=dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
-                                                intermediate_size=64), seq_len=16, seed=0)
+    settings = Settings.from_config(dict(preset=None, model=dict(num_hidden_layers=1, hidden_size=32,
+                                                             num_attention_heads=2, intermediate_size=64),
+                                         seq_len=16, seed=0))
     model = build_model(settings, vocab_size=100, pad_token_id=0).eval()
     ids = torch.randint(5, 100, (4, 16))
     batch = make_masker(seq_len=16, vocab=100)(ids, torch.Generator().manual_seed(0))
@@ -86,7 +88,7 @@ def test_presets_and_overrides():
 
 
 def test_seq_len_beyond_positions_is_rejected():
-    settings = Settings(preset="tiny", model={"max_position_embeddings": 64}, seq_len=128)
+    settings = Settings.from_config(dict(preset="tiny", model={"max_position_embeddings": 64}, seq_len=128))
     with pytest.raises(ConfigError, match="max_position_embeddings"):
         build_model(settings, vocab_size=100, pad_token_id=0)
 
@@ -152,8 +154,8 @@ def open_blocks(folder):
 
 
 def small_settings(**changes):
-    return Settings(**{**dict(preset=None, model=TINY_MODEL, seq_len=16, epochs=2, batch_size=8,
-                              learning_rate=2e-3, log_every_steps=5, seed=3), **changes})
+    return Settings.from_config({**dict(preset=None, model=TINY_MODEL, seq_len=16, epochs=2, batch_size=8,
+                                        learning_rate=2e-3, log_every_steps=5, seed=3), **changes})
 
 
 def make_trainer(folder, checkpoint_dir, **changes):
@@ -265,7 +267,7 @@ def test_eval_every_steps_adds_fractional_epoch_rows(tmp_path):
     assert [(r["epoch"], r["kind"]) for r in rows] == [
         (0.4, "step"), (0.8, "step"), (1, "epoch"), (1.2, "step"), (1.6, "step"), (2, "epoch")]
     assert all(r["time"].endswith("+00:00") for r in rows)
-    pretrain.write_progress_csv(tmp_path / "ppl.csv", rows)
+    write_rows_csv(tmp_path / "ppl.csv", rows, pretrain.CSV_COLUMNS)
     header = (tmp_path / "ppl.csv").read_text().splitlines()[0].split(",")
     assert header[:7] == ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s"]
 

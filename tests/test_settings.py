@@ -1,4 +1,4 @@
-"""Stage settings from config sections: unknown keys rejected, dataclass defaults equal to the schema's."""
+"""Stage settings from config sections: unknown keys rejected; every default, and every key that changes\nno result, read from the schema, their one source."""
 
 from __future__ import annotations
 
@@ -17,16 +17,6 @@ SCHEMA_FILE = REPO / "config" / "config.schema.yaml"
 SCHEMA = load_schema(str(SCHEMA_FILE))  # $refs merged in
 
 
-def dataclass_defaults(cls) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
 def schema_defaults(*path: str) -> dict:
     node = SCHEMA
     for key in path:
@@ -39,28 +29,61 @@ def test_unknown_keys_are_rejected_by_both_stages():
         Settings.from_config({"epoch": 3})
     with pytest.raises(ConfigError, match=r"finetune.sst2: unknown keys \['learning_rat'\]"):
         FinetuneSettings.from_config({"max_length": 64, "learning_rat": 1e-4}, "finetune.sst2")
+    with pytest.raises(ConfigError, match=r"finetune.glue: not a section"):
+        FinetuneSettings.from_config({}, "finetune.glue")
     assert Settings.from_config({"epochs": 2, "num_processes": 2}).epochs == 2  # the launcher's key
 
 
-def test_a_key_without_default_must_be_given():
-    with pytest.raises(ConfigError, match=r"missing keys \['max_length'\]"):
-        FinetuneSettings.from_config({"epochs": 1})
-    assert FinetuneSettings.from_config({"max_length": 64}).doc_stride == 128
+@pytest.mark.parametrize("cls", [Settings, FinetuneSettings])
+def test_the_dataclasses_carry_no_defaults_of_their_own(cls):
+    """The schema is the one source of defaults: a default in the code would be a second one."""
+    with_default = [f.name for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    assert with_default == []
 
 
-def test_pretrain_defaults_equal_the_schema():
-    schema, ours = schema_defaults("pretrain"), dataclass_defaults(Settings)
-    assert {k: ours[k] for k in schema if k in ours} == {k: v for k, v in schema.items() if k in ours}
-    assert "epochs" in schema and "epochs" in ours  # the comparison covers the keys
+def test_pretrain_settings_are_filled_from_the_schema():
+    settings, schema = Settings.from_config({"epochs": 2}), schema_defaults("pretrain")
+    assert settings.epochs == 2 and schema["epochs"] != 2
+    others = set(schema) - {"epochs", "num_processes"}
+    assert {k: getattr(settings, k) for k in others} == {k: schema[k] for k in others}
+    assert Settings.from_config({}).model is not Settings.from_config({}).model  # copies, not the schema's own
 
 
 @pytest.mark.parametrize("task", ["sst2", "squad"])
-def test_finetune_defaults_equal_each_tasks_schema(task):
-    schema, ours = schema_defaults("finetune", task), dataclass_defaults(FinetuneSettings)
-    assert "max_length" in schema and "max_length" not in ours  # per task: no dataclass default
-    shared = set(schema) & set(ours)
-    assert {"epochs", "learning_rate", "batch_size"} <= shared
-    assert {k: ours[k] for k in shared} == {k: schema[k] for k in shared}
+def test_finetune_settings_are_filled_from_each_tasks_schema(task):
+    settings, schema = FinetuneSettings.from_config({}, f"finetune.{task}"), schema_defaults("finetune", task)
+    fields = {f.name for f in dataclasses.fields(FinetuneSettings)}
+    assert {"max_length", "epochs", "learning_rate"} <= set(schema) & fields
+    assert {k: getattr(settings, k) for k in fields if k in schema} == {k: schema[k] for k in fields if k in schema}
+    assert {k: getattr(settings, k) for k in fields - set(schema)} == \
+        ({"doc_stride": None, "n_best": None, "max_answer_length": None} if task == "sst2" else {})
+
+
+def test_the_keys_that_change_no_result_are_the_schemas():
+    from bertflow.settings import result_neutral_keys, weight_neutral_keys
+
+    neutral = set(result_neutral_keys("pretrain"))
+    assert neutral == {"log_every_steps", "checkpoint_every_steps", "tensorboard", "compile", "compile_mode"}
+    assert set(weight_neutral_keys("pretrain")) == neutral | {"eval_every_steps"}  # adds rows, not weights
+    code = (REPO / "rules" / "pretrain.smk").read_text() + (REPO / "src" / "bertflow" / "pretrain.py").read_text()
+    lists = [line for line in code.splitlines() if sum(f'"{key}"' in line for key in neutral) > 1]
+    assert lists == [], "the rule and the stage read the keys from the schema, not from a list of their own"
+
+
+def test_the_start_fills_the_defaults_as_snakemake_validate_does():
+    import copy
+
+    import yaml
+    from snakemake.utils import validate
+
+    from bertflow.checks import fill_defaults
+
+    for given in ({}, yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())):
+        ours, snakemakes = copy.deepcopy(given), copy.deepcopy(given)
+        fill_defaults(ours, SCHEMA)
+        validate(snakemakes, str(SCHEMA_FILE))
+        assert ours == snakemakes and "doc_stride" in ours["finetune"]["squad"]
 
 
 def test_snakemake_fills_the_shared_task_defaults_through_the_ref():

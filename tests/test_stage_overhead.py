@@ -12,7 +12,7 @@ import json, sys, types
 from bertflow.stage import stage
 from bertflow.provenance import environment_info
 smk = types.SimpleNamespace(log=[{log!r}], threads=3, rule="x")
-with stage(smk):
+with stage(smk, uses_torch={uses_torch}):
     before = environment_info()["device"]
     imported_by_stage = "torch" in sys.modules
     {body}
@@ -20,9 +20,9 @@ print(json.dumps({{"imported_by_stage": imported_by_stage, "before": before, "af
 """
 
 
-def run_stage(tmp_path, body: str) -> dict:
+def run_stage(tmp_path, body: str, uses_torch: bool = False) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the stage's own count (3) must still reach torch
-    code = STAGE.format(log=str(tmp_path / "x.log"), body=body)
+    code = STAGE.format(log=str(tmp_path / "x.log"), body=body, uses_torch=uses_torch)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr + (tmp_path / "x.log").read_text()
     return json.loads(result.stdout)
@@ -34,10 +34,10 @@ def test_stage_without_torch_never_imports_it(tmp_path):
     assert out["before"] == {"torch_imported": False, "cpu_count": os.cpu_count()}
 
 
-def test_torch_imported_later_gets_the_stage_threads_and_device_info(tmp_path):
-    out = run_stage(tmp_path, "import importlib.util, transformers; assert importlib.util.find_spec(\"torch\"); "
-                               "import torch; after = [torch.get_num_threads(), environment_info()[\"device\"]]")
+def test_a_torch_stage_gets_the_rule_threads_at_its_start(tmp_path):
+    out = run_stage(tmp_path, "import torch; after = [torch.get_num_threads(), environment_info()[\"device\"]]",
+                    uses_torch=True)
     threads, device = out["after"]
-    assert out["imported_by_stage"] is False
-    assert threads == 3  # set on import, as set_num_threads did before
+    assert out["imported_by_stage"] is True
+    assert threads == 3  # the rule's count, not the environment's OMP_NUM_THREADS=1
     assert device["cpu_threads"] == 3 and device["cuda_available"] in (True, False)

@@ -70,7 +70,7 @@ def test_dropout_and_thread_levers_are_config_overrides_and_can_be_chosen():
     # The overrides are pretrain.model keys: the stage accepts them as they are.
     from bertflow.pretrain import Settings, build_model
     for change in (cpu["no dropout (hidden + attention 0)"], cpu["attention dropout 0"]):
-        model = build_model(Settings(model=change["model_overrides"]), vocab_size=100, pad_token_id=0)
+        model = build_model(Settings.from_config({"model": change["model_overrides"]}), vocab_size=100, pad_token_id=0)
         assert model.config.attention_probs_dropout_prob == 0.0
     runs = train_bench.plan(["tiny"], [64], "cpu", baseline=False, with_levers=True, only=["DROPOUT", "thread"])
     assert [r.name for r in runs] == [train_bench.OURS, "attention dropout 0", "no dropout (hidden + attention 0)",
@@ -160,8 +160,8 @@ def test_head_and_optimizer_levers_reach_the_stages_loop(masked_only_head, fused
     """The two levers the stage's settings do not carry: the benchmark's Pretrainer variant applies them."""
     from bertflow.pretrain import Settings, Vocab
 
-    settings = Settings(preset="tiny", seq_len=16, max_steps=1, batch_size=4, max_eval_blocks=1, compile=False,
-                        tensorboard=False)
+    settings = Settings.from_config(dict(preset="tiny", seq_len=16, max_steps=1, batch_size=4, max_eval_blocks=1,
+                                         compile=False, tensorboard=False))
     cls = train_bench.lever_pretrainer(masked_only_head, fused_adamw)
     blocks = train_bench.random_blocks(8, 16, 100, seed=0)
     trainer = cls(settings, vocab=Vocab(100, 0, 4, (0, 1, 2, 3, 4)), blocks={"train": blocks, "validation": blocks[:1]},

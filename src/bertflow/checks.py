@@ -13,6 +13,7 @@ module alone. Light imports only: the workflow parses on every `snakemake` call.
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import glob
 import importlib.util
@@ -630,14 +631,22 @@ def config_file_problem(path: str) -> str | None:
     return None
 
 
-def complete_config(config: dict, schema: dict, schema_file: str) -> None:
+def fill_defaults(config: dict, schema: dict) -> None:
+    """The schema's defaults for the keys a config leaves out, section by section, as Snakemake's
+    `validate` fills them (so the config is validated once, by `validate_config`)."""
+    for key, spec in schema.get("properties", {}).items():
+        if key not in config and "default" in spec:
+            config[key] = copy.deepcopy(spec["default"])
+        if isinstance(config.get(key), dict):
+            fill_defaults(config[key], spec)
+
+
+def complete_config(config: dict, schema: dict) -> None:
     """What the workflow's start does to a merged config, in place: every schema violation listed at
     once, the schema's defaults filled in (and those that depend on another key), integral floats
     made ints, then the cross-key checks."""
-    from snakemake.utils import validate
-
-    validate_config(config, schema)
-    validate(config, schema_file)  # fills in the defaults
+    fill_defaults(config, schema)
+    validate_config(config, schema)  # the defaults too
     integral_floats_to_int(config, schema)
     fill_derived_defaults(config)
     check_config(config)
@@ -655,7 +664,7 @@ def workflow_config(config_files: list[str], config_dir: Path = WORKFLOW_CONFIG)
     for path in config_files:
         update_config(config, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     schema_file = str(Path(config_dir, "config.schema.yaml"))
-    complete_config(config, load_schema(schema_file), schema_file)
+    complete_config(config, load_schema(schema_file))
     return config
 
 

@@ -28,51 +28,55 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import torch
 
-from .checkpoints import StopRequested, load_training_state, save_training_state, stop_agreed, stop_on_signals
+from .checkpoints import StopRequested, stop_on_signals
 from .checks import require_supported_model, tokenizer_problems, unpadding_refusal
 from .distributed import spec_main, world_size
 from .errors import ConfigError, DataError
+from .hashing import sha256_file
 from .inputs import encode_texts, uses_token_types
-from .io import save_tokenizer, write_json, write_text
+from .io import write_json
 from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
 from .tasks import GLUE_TASKS, TextTask, custom_task, text_task
+from .training import CheckpointedLoop, LossSum, save_model, write_rows_csv
+from .weight_files import safetensors_shapes
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FinetuneSettings:
-    """One task's section of `finetune` without its data-source keys (see config/config.schema.yaml).
-    `max_length` has no default: the schema's differs per task (SST-2 64, SQuAD 384)."""
+    """One task's section of `finetune` without its data-source keys (config/config.schema.yaml gives
+    the meanings and each task's defaults; a key another task has, such as SQuAD's doc_stride for
+    SST-2, is None)."""
 
     max_length: int
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    doc_stride: int = 128
-    n_best: int = 20
-    max_answer_length: int = 30
-    null_score_diff_threshold: float = 0.0
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    reduce_vocab: bool = True
-    precision: str = "auto"
-    dynamic_padding: bool = True
-    group_by_length: bool = False
-    unpad: bool | str = "auto"
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    doc_stride: int
+    n_best: int
+    max_answer_length: int
+    null_score_diff_threshold: float
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    reduce_vocab: bool
+    precision: str
+    dynamic_padding: bool
+    group_by_length: bool
+    unpad: bool | str
 
     @classmethod
-    def from_config(cls, section: dict, where: str = "finetune") -> "FinetuneSettings":
+    def from_config(cls, section: dict, where: str) -> "FinetuneSettings":
+        """`where`: the task's section, "finetune.sst2" or "finetune.squad"."""
         return from_config(cls, section, where)
 
 
@@ -132,18 +136,14 @@ def unpad_decision(setting, model, device_type: str, where: str) -> tuple[bool, 
 
 
 def checkpoint_sizes(model_dir: str) -> dict[str, int]:
-    """Tensor name -> element count of the saved weights (safetensors, else PyTorch .bin)."""
-    from safetensors import safe_open
-
+    """Tensor name -> element count of the saved weights (safetensors headers, else PyTorch .bin)."""
+    shapes = safetensors_shapes(model_dir)
+    if shapes is not None:
+        return {name: math.prod(shape) for name, shape in shapes.items()}
     sizes: dict[str, int] = {}
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        with safe_open(path, "pt") as handle:
-            for name in handle.keys():
-                sizes[name] = math.prod(handle.get_slice(name).get_shape())
-    if not sizes:
-        for path in sorted(Path(model_dir).glob("pytorch_model*.bin")):
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            sizes.update({name: tensor.numel() for name, tensor in state.items()})
+    for path in sorted(Path(model_dir).glob("pytorch_model*.bin")):
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        sizes.update({name: tensor.numel() for name, tensor in state.items()})
     return sizes
 
 
@@ -361,8 +361,6 @@ def tokenizer_digest(tokenizer) -> str:
 def features_key(task) -> str:
     """Fingerprint of everything the features depend on: the tokenizer, the data files' bytes, the
     settings used."""
-    from .hub import sha256_file
-
     spec = {
         "format": FEATURES_FORMAT, "task": task.name, "labels": getattr(task, "labels", None),
         "token_types": getattr(task, "token_types", None),
@@ -398,8 +396,6 @@ def load_features(task, cache_dir: str | None) -> dict:
 
 def model_digest(model_dir: str) -> str:
     """sha256 over the model folder's config and weight files (what a checkpoint was trained from)."""
-    from .hub import sha256_file
-
     files = sorted(path for path in Path(model_dir).iterdir()
                    if path.name == "config.json" or path.suffix in (".safetensors", ".bin"))
     return hashlib.sha256(json.dumps({path.name: sha256_file(path) for path in files}).encode()).hexdigest()
@@ -451,7 +447,7 @@ class Progress:
     history: list = field(default_factory=list)  # one row per evaluated epoch
 
 
-class FineTuner:
+class FineTuner(CheckpointedLoop):
     def __init__(self, task, model, settings: FinetuneSettings, *, features: dict, device: str, seed: int,
                  reduction=None, tracker=None, checkpoint_dir: str | None = None, fingerprint: str = "",
                  started: float | None = None):
@@ -500,33 +496,18 @@ class FineTuner:
         """Wall time of the run so far, the interrupted attempts included."""
         return self.progress.earlier_wall_s + time.time() - self.attempt_started
 
+    def saved_module(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def progress_record(self) -> dict:
+        return {**asdict(self.progress), "earlier_wall_s": self.wall_s()}
+
     def resume(self) -> bool:
-        """Load the run's checkpoint, when there is one from the same run; False: start at the beginning."""
-        if self.checkpoint_path is None:
+        if not super().resume():
             return False
-        progress = load_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint,
-                                       model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
-                                       scheduler=self.scheduler)
-        if progress is None:
-            return False
-        self.progress = Progress(**progress)
         log.info("%s: resumed from %s: epoch %d, step %d of %d", self.task.name, self.checkpoint_path,
                  self.progress.epoch + 1, self.progress.step_in_epoch, self.steps_per_epoch)
         return True
-
-    def checkpoint(self) -> None:
-        save_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint,
-                            model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
-                            scheduler=self.scheduler,
-                            progress={**asdict(self.progress), "earlier_wall_s": self.wall_s()})
-
-    def stop_now(self, stop_flag: dict | None, sync_point: bool) -> bool:
-        """A signal asked to stop (`stop_flag` is None when there is no checkpoint folder to stop into)."""
-        return stop_flag is not None and stop_agreed(stop_flag, self.accelerator, sync_point)
-
-    def stop(self, where: str) -> NoReturn:
-        self.checkpoint()
-        raise StopRequested(f"{self.task.name}: stopped {where}; checkpoint {self.checkpoint_path}")
 
     def autocast(self):
         return autocast(self.accelerator.device.type, self.precision)
@@ -557,7 +538,7 @@ class FineTuner:
         order = self.epoch_order(epoch)
         device, p = self.accelerator.device, self.progress
         bs = self.settings.batch_size
-        total = torch.zeros((), dtype=torch.float64, device=device)  # float64: the same sum wherever a resume cuts
+        loss_sum = LossSum(device)
         window_loss, window_started = torch.zeros((), device=device), time.perf_counter()
         segment_started = window_started
         for step in range(p.step_in_epoch, self.steps_per_epoch):
@@ -570,7 +551,7 @@ class FineTuner:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            total += loss.detach().double()
+            loss_sum.add(loss)
             window_loss += loss.detach()
             global_step = epoch * self.steps_per_epoch + step + 1
             if global_step % self.log_every == 0 or step == self.steps_per_epoch - 1:
@@ -579,16 +560,17 @@ class FineTuner:
                 window_loss.zero_()
                 window_started = time.perf_counter()
             if step + 1 < self.steps_per_epoch and self.stop_now(stop_flag, global_step % self.log_every == 0):
-                self._fold(step + 1, total, segment_started)
-                self.stop(f"in epoch {epoch + 1} at step {step + 1} of {self.steps_per_epoch}")
-        self._fold(self.steps_per_epoch, total, segment_started)
+                self._fold(step + 1, loss_sum, segment_started)
+                self.stop(f"{self.task.name}: stopped in epoch {epoch + 1} at step {step + 1} of {self.steps_per_epoch}")
+        self._fold(self.steps_per_epoch, loss_sum, segment_started)
         return p.epoch_loss_sum / self.steps_per_epoch
 
-    def _fold(self, steps_done: int, total: torch.Tensor, segment_started: float) -> None:
-        """Move this stretch of the epoch's loss sum and time into the progress record."""
+    def _fold(self, steps_done: int, loss_sum: LossSum, segment_started: float) -> None:
+        """Move this stretch of the epoch's loss sum (each step's loss the mean over processes) and
+        time into the progress record."""
         p = self.progress
         p.step_in_epoch = steps_done
-        p.epoch_loss_sum += self.accelerator.reduce(total, reduction="mean").item()
+        p.epoch_loss_sum += loss_sum.take(self.accelerator, reduction="mean")[0]
         p.epoch_train_s += time.perf_counter() - segment_started
 
     def _report(self, global_step: int, loss: float, steps: int, seconds: float) -> None:
@@ -644,7 +626,7 @@ class FineTuner:
             p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_train_s = epoch + 1, 0, 0.0, 0.0
             if p.epoch < self.settings.epochs and self.checkpoint_path is not None:  # the last: outputs follow
                 if self.stop_now(stop_flag, sync_point=True):
-                    self.stop(f"after epoch {p.epoch}")
+                    self.stop(f"{self.task.name}: stopped after epoch {p.epoch}")
                 self.checkpoint()
         return p.history, metrics, predictions
 
@@ -727,27 +709,11 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     out = Path(out_dir)
     save_model(model, tokenizer, out / "model")
     write_json(out / "predictions.json", predictions)
-    write_text(out / "epochs.csv", _csv(history))
+    write_rows_csv(out / "epochs.csv", history)
     write_json(out / "metrics.json", result)  # last: its presence means the run is complete
     if checkpoint_dir:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the outputs hold everything now
     return result
-
-
-def save_model(model, tokenizer, target: Path, state_dict: dict | None = None) -> None:
-    """save_pretrained of the model (`state_dict`: only these weights) and its tokenizer, written
-    beside `target` and renamed into place, so that a failed save leaves no half folder."""
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, state_dict=state_dict)
-    save_tokenizer(tokenizer, partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-
-
-def _csv(rows: list[dict]) -> str:
-    columns = list(rows[0])
-    return "\n".join([",".join(columns)] + [",".join(f"{r[c]}" for c in columns) for r in rows]) + "\n"
 
 
 # `python -m bertflow.finetune SPEC.json`: the entry a distributed launcher starts per process.

@@ -14,7 +14,6 @@ nowhere else: it is not a parameter, is scrubbed from error messages and never r
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, DataError, PipelineError, ResourceError
+from .hashing import sha256_file
 from .io import read_json, write_json
 from .provenance import environment_info
 
@@ -36,14 +36,6 @@ HOW_TO_ENABLE = (
     "export HF_TOKEN=<a write token from https://huggingface.co/settings/tokens> in the shell that runs "
     "Snakemake, then rerun the workflow (only the upload step runs); see docs/reporting.md."
 )
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_hashes(folder: str | Path) -> dict[str, dict]:

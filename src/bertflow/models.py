@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from .checks import require_supported_model_type
-from .finetune import save_model
+from .training import save_model
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from .errors import DataError
 from .io import write_json, write_text
 from .markdown import size, table
 from .provenance import environment_info
+from .weight_files import safetensors_shapes
 
 log = logging.getLogger(__name__)
 
@@ -471,27 +472,6 @@ def load_model(model_dir: str | Path):
         log.info("%s: architecture %r is not a transformers class; counting its base model", model_dir, name)
         model_class = transformers.AutoModel
     return model_class.from_pretrained(model_dir)
-
-
-def safetensors_shapes(model_dir: str | Path) -> dict[str, list[int]] | None:
-    """Name -> shape of every tensor in the folder's safetensors file(s), read from the headers only
-    (no tensor data, no torch); None when the weights are in another format."""
-    from safetensors import safe_open
-
-    model_dir = Path(model_dir)
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():  # sharded: the index names the file of every tensor
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (model_dir / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        return None
-    shapes = {}
-    for file in files:
-        with safe_open(str(model_dir / file), framework="numpy") as handle:
-            for key in handle.keys():
-                shapes[key] = handle.get_slice(key).get_shape()
-    return shapes
 
 
 def model_parameters(shapes: dict[str, list[int]], tied_decoder: bool) -> dict[str, list[int]]:

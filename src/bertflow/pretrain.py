@@ -23,12 +23,10 @@ Run under a launcher as `python -m bertflow.pretrain SPEC.json` (see `bertflow.d
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -43,58 +41,54 @@ from torch import nn
 from .block_loader import BlockLoader, head_rows
 from .block_files import read_meta
 from .blocks import load_blocks, tokenizer_fingerprint
-from .checkpoints import (StopRequested, load_training_state, save_training_state, stop_agreed,
-                          stop_on_signals)
+from .checkpoints import StopRequested, stop_on_signals
 from .distributed import spec_main
 from .errors import ConfigError, DataError
-from .io import save_tokenizer, write_json
+from .io import write_json
 from .masking import Masker, fixed_eval_masks
 from .presets import architecture
 from .provenance import environment_info, node_devices
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
-from .settings import from_config
+from .settings import from_config, weight_neutral_keys
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
+from .training import CheckpointedLoop, LossSum, save_model, write_rows_csv
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_AFTER_STEPS = 3  # a time budget's schedule starts after these (compilation) steps
 CSV_COLUMNS = ["epoch", "step", "train_loss", "eval_loss", "perplexity", "tokens_per_s", "elapsed_s", "kind", "time"]
-# Settings that do not change the weights: a checkpoint made under other values still resumes.
-# (eval_every_steps adds rows only: evaluation uses no random numbers and leaves the weights alone.)
-_NOT_FINGERPRINTED = {"log_every_steps", "checkpoint_every_steps", "compile", "compile_mode", "tensorboard",
-                      "eval_every_steps"}
 
 
 @dataclass
 class Settings:
-    """The `pretrain` config section (see config/config.schema.yaml for meanings)."""
+    """The `pretrain` config section (config/config.schema.yaml gives the meanings and defaults)."""
 
-    preset: str | None = "tiny"
-    model: dict = field(default_factory=dict)
-    seq_len: int = 128
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    adam_beta2: float = 0.98
-    max_grad_norm: float | None = 1.0
-    mlm_probability: float = 0.15
-    precision: str = "auto"
-    attention: str = "sdpa"
-    compile: bool | str = "auto"
-    compile_mode: str = "reduce-overhead"
-    max_eval_blocks: int | None = 2000
-    log_every_steps: int = 50
-    checkpoint_every_steps: int = 0
-    eval_every_steps: int | None = None
-    time_budget: float | None = None  # minutes of training steps
-    token_budget: int | None = None
-    tensorboard: bool = True
-    seed: int | None = None
+    preset: str | None
+    model: dict
+    seq_len: int
+    epochs: int
+    max_steps: int | None
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    adam_beta2: float
+    max_grad_norm: float | None
+    mlm_probability: float
+    precision: str
+    attention: str
+    compile: bool | str
+    compile_mode: str
+    max_eval_blocks: int | None
+    log_every_steps: int
+    checkpoint_every_steps: int
+    eval_every_steps: int | None
+    time_budget: float | None  # minutes of training steps
+    token_budget: int | None
+    tensorboard: bool
+    seed: int | None
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
@@ -179,7 +173,9 @@ def _seed(settings: Settings) -> int:
 
 
 def fingerprint(settings: Settings, meta: dict, world_size: int) -> str:
-    relevant = {k: v for k, v in asdict(settings).items() if k not in _NOT_FINGERPRINTED}
+    # Without the keys that leave the weights alone: a checkpoint made under other values resumes.
+    neutral = weight_neutral_keys("pretrain")
+    relevant = {k: v for k, v in asdict(settings).items() if k not in neutral}
     blob = json.dumps({"settings": relevant, "blocks": meta, "world": world_size}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -225,7 +221,7 @@ def warmup_then_decay(progress: float, warmup_ratio: float) -> float:
     return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
 
 
-class Pretrainer:
+class Pretrainer(CheckpointedLoop):
     def __init__(self, settings: Settings, *, vocab: Vocab, blocks: dict, meta: dict, device: str, checkpoint_dir: str):
         self.settings = settings
         self.meta = meta
@@ -291,8 +287,7 @@ class Pretrainer:
         self.fingerprint = fingerprint(settings, self.meta, self.world)
         self.tracker: Tracker | None = None
         self.startup_s: float | None = None
-        self._running = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._running_steps = 0
+        self.loss = LossSum(self.device)  # since the last fold into the progress record
         self._epoch_seconds, self._epoch_tokens = 0.0, 0
         self._log_mark = (time.perf_counter(), 0, 0.0, 0)  # time, step, running loss sum, its steps
 
@@ -315,22 +310,21 @@ class Pretrainer:
 
     # -- state
 
+    def saved_module(self) -> nn.Module:
+        return self.model
+
     def resume(self) -> bool:
-        progress = load_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint,
-                                       model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
-        if progress is None:
+        if not super().resume():
             return False
-        self.progress = Progress(**progress)
         self._clock = self._budget_fraction(self.progress.train_s, self.progress.global_step)
         log.info("resumed from %s: epoch %d, step %d of %s%s", self.checkpoint_path, self.progress.epoch + 1,
                  self.progress.global_step, self.total_steps or "a time budget", self._budget_note())
         return True
 
     def checkpoint(self) -> None:
-        save_training_state(self.checkpoint_path, self.accelerator, fingerprint=self.fingerprint, model=self.model,
-                            optimizer=self.optimizer, scheduler=self.scheduler, progress=asdict(self.progress))
+        super().checkpoint()
         if self.accelerator.is_main_process:
-            write_progress_csv(self.checkpoint_path.with_name("perplexity_so_far.csv"), self.progress.rows)
+            write_rows_csv(self.checkpoint_path.with_name("perplexity_so_far.csv"), self.progress.rows, CSV_COLUMNS)
 
     # -- steps
 
@@ -444,8 +438,7 @@ class Pretrainer:
             if self.total_steps is not None:
                 steps_this_epoch = min(steps_this_epoch, self.total_steps - p.epoch * self.steps_per_epoch)
             for step in range(p.step_in_epoch, steps_this_epoch):
-                self._running += self.optimizer_step(p.epoch, step).double()  # float64: exact, resume-proof sums
-                self._running_steps += 1
+                self.loss.add(self.optimizer_step(p.epoch, step))
                 p.step_in_epoch, p.global_step = step + 1, p.global_step + 1
                 p.budget_spent = self._clock >= 1.0
                 if p.global_step % s.log_every_steps == 0:
@@ -454,13 +447,13 @@ class Pretrainer:
                     break
                 if s.eval_every_steps and p.global_step % s.eval_every_steps == 0 and step + 1 < steps_this_epoch:
                     self.add_row("step")
-                stop = self._should_stop(stop_flag, p.global_step)
+                stop = self.stop_now(stop_flag, sync_point=p.global_step % s.log_every_steps == 0)
                 if stop or (s.checkpoint_every_steps and p.global_step % s.checkpoint_every_steps == 0):
                     self._fold()
+                    if stop:
+                        self.stop(f"stopped at step {p.global_step}")
                     self.checkpoint()
                     self._segment_start = time.perf_counter()
-                    if stop:
-                        raise StopRequested(f"stopped at step {p.global_step}; checkpoint {self.checkpoint_path}")
             self._finish_stretch(epoch_done=p.step_in_epoch == self.steps_per_epoch)
 
     def _finish_stretch(self, epoch_done: bool) -> None:
@@ -479,11 +472,11 @@ class Pretrainer:
     def log_progress(self) -> None:
         """The progress line and TensorBoard scalars (one host sync, at log points only)."""
         p = self.progress
-        now, running = time.perf_counter(), self._running.item()
+        now, running = time.perf_counter(), self.loss.total.item()
         mark_time, mark_step, mark_sum, mark_steps = self._log_mark
-        loss = (running - mark_sum) / max((self._running_steps - mark_steps) * self.settings.grad_accum, 1)
+        loss = (running - mark_sum) / max((self.loss.steps - mark_steps) * self.settings.grad_accum, 1)
         tokens_per_s = (p.global_step - mark_step) * self.tokens_per_step / max(now - mark_time, 1e-9)
-        self._log_mark = (now, p.global_step, running, self._running_steps)
+        self._log_mark = (now, p.global_step, running, self.loss.steps)
         lr = self.scheduler.get_last_lr()[0]
         if self.tracker is not None:
             left = None if self.time_budget_s is None else self.time_budget_s - self.train_seconds()
@@ -491,28 +484,23 @@ class Pretrainer:
                                   loss=loss, lr=lr, tokens_per_s=round(tokens_per_s))
             self.tracker.scalars(p.global_step, loss=loss, lr=lr, tokens_per_s=tokens_per_s)
 
-    def _should_stop(self, stop_flag: dict, step: int) -> bool:
-        return stop_agreed(stop_flag, self.accelerator, sync_point=step % self.settings.log_every_steps == 0)
-
     def _fold(self) -> None:
         """Move the running loss sum, tokens and time into the progress record (one host sync)."""
-        p = self.progress
-        if self._running_steps > 0:
-            p.epoch_loss_sum += self.accelerator.reduce(self._running.clone(), reduction="sum").item()
-            p.epoch_loss_count += self._running_steps * self.settings.grad_accum * self.world
+        p, steps = self.progress, self.loss.steps
+        if steps > 0:
+            p.epoch_loss_sum += self.loss.take(self.accelerator, reduction="sum")[0]
+            p.epoch_loss_count += steps * self.settings.grad_accum * self.world
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         now = time.perf_counter()
         seconds = now - self._segment_start
-        tokens = self._running_steps * self.tokens_per_step
+        tokens = steps * self.tokens_per_step
         p.elapsed_s += seconds
         p.train_s += seconds
         p.tokens_seen += tokens
         # Throughput of what this process trained (an epoch may span a resume).
         self._epoch_seconds += seconds
         self._epoch_tokens += tokens
-        self._running.zero_()
-        self._running_steps = 0
         self._segment_start = now
         self._log_mark = (*self._log_mark[:2], 0.0, 0)
 
@@ -568,16 +556,6 @@ def check_blocks_match(meta: dict, tokenizer, tokenizer_dir: str, blocks_dir: st
         )
 
 
-def write_progress_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
 def perplexity_figure(rows: list[dict]):
     """Validation perplexity against (fractional) epochs: every row, epoch ends marked when there are
     mid-epoch rows; integer epoch ticks when all rows are epoch ends; plain numbers on the log axis."""
@@ -622,15 +600,9 @@ def plot_perplexity(rows: list[dict], path: str) -> None:
 
 def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float, nodes: list[dict]) -> None:
     """Model + tokenizer, perplexity CSV and plot, and the run's info JSON (main process only)."""
-    model_dir = Path(out["model"])
-    tmp_dir = model_dir.with_name(model_dir.name + ".partial")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    trainer.model.save_pretrained(tmp_dir)  # safetensors
-    save_tokenizer(tokenizer, tmp_dir)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.replace(tmp_dir, model_dir)
+    save_model(trainer.model, tokenizer, out["model"])
     rows = trainer.progress.rows
-    write_progress_csv(Path(out["perplexity"]), rows)
+    write_rows_csv(out["perplexity"], rows, CSV_COLUMNS)
     plot_perplexity(rows, out["plot"])
     write_json(
         out["info"],

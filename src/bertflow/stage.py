@@ -11,8 +11,6 @@ space whatever library hit it. A finished stage's outputs get the permissions th
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.machinery
 import logging
 import os
 import re
@@ -75,8 +73,9 @@ def _restore_root_logging(handlers: list[logging.Handler], level: int) -> None:
 
 
 @contextlib.contextmanager
-def stage(smk, *, network: bool = False):
-    """`network=True` only for download stages: every other stage runs as on an air-gapped node."""
+def stage(smk, *, network: bool = False, uses_torch: bool = False):
+    """`network=True` only for download stages: every other stage runs as on an air-gapped node.
+    `uses_torch=True` for the stages that run models: torch gets the rule's thread count."""
     if not network:
         os.environ.update(OFFLINE_ENV)
     log_path = Path(smk.log[0]) if smk.log else None
@@ -93,7 +92,7 @@ def stage(smk, *, network: bool = False):
         stream=sys.stderr,
         force=True,
     )
-    _limit_threads(getattr(smk, "threads", None))
+    _limit_threads(getattr(smk, "threads", None), uses_torch)
     log.info("rule %s started (pid %d)", getattr(smk, "rule", "?"), os.getpid())
     try:
         yield
@@ -127,39 +126,14 @@ def failure_cause(err: BaseException, limit: int = 1000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _limit_threads(threads: int | None) -> None:
+def _limit_threads(threads: int | None, uses_torch: bool) -> None:
     if not threads:
         return
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))  # the Rust tokenizers' thread pool
-    # torch's own thread count is set when the stage imports torch: importing it here would cost
-    # every stage that never uses it (tokenizer, reports, HTML pages) about 1.5 s and 200 MiB.
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(int(threads))
-    else:
-        sys.meta_path.insert(0, _SetThreadsOnImport("torch", int(threads)))
+    # Only a stage that trains or runs models imports torch here: importing it costs every other
+    # stage (tokenizer, reports, HTML pages) about 1.5 s and 200 MiB.
+    if uses_torch:
+        import torch
 
-
-class _SetThreadsOnImport(importlib.abc.MetaPathFinder):
-    """Calls `torch.set_num_threads(threads)` right after the first `import torch`."""
-
-    def __init__(self, module: str, threads: int):
-        self.module, self.threads = module, threads
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != self.module:
-            return None
-        # The path finders locate it; an availability probe (transformers' find_spec("torch"))
-        # only gets a spec, so the hook stays until the module is really executed.
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is not None and spec.loader is not None:
-            exec_module, finder = spec.loader.exec_module, self
-
-            def exec_then_limit(module):
-                exec_module(module)
-                if finder in sys.meta_path:
-                    sys.meta_path.remove(finder)
-                module.set_num_threads(finder.threads)
-
-            spec.loader.exec_module = exec_then_limit
-        return spec
+        torch.set_num_threads(int(threads))
