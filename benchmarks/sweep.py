@@ -118,8 +118,9 @@ def execute(run: Run) -> tuple[int, list[int]]:
     with open(run.folder / LOG_FILE, "a", encoding="utf-8") as stream:
         stream.write(f"--- {started_utc}: python -m {run.module} {spec_file}\n")
         stream.flush()
-        code, _, signals, _ = run_forwarding_signals([sys.executable, "-m", run.module, str(spec_file)],
-                                                      stage_environment(), stream)
+        outcome = run_forwarding_signals([sys.executable, "-m", run.module, str(spec_file)],
+                                         stage_environment(), stream)
+    code, signals = outcome.returncode, outcome.signals
     attempt = {"started_utc": started_utc, "wall_s": round(time.perf_counter() - started, 3), "exit_code": code,
                "signals": signals}
     with open(run.folder / ATTEMPTS_FILE, "a", encoding="utf-8") as handle:

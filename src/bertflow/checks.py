@@ -639,6 +639,12 @@ def fill_defaults(config: dict, schema: dict) -> None:
             config[key] = copy.deepcopy(spec["default"])
         if isinstance(config.get(key), dict):
             fill_defaults(config[key], spec)
+    # Sections named by the user (finetune.custom.<name>, ...) take their schema's defaults too.
+    named = schema.get("additionalProperties")
+    if isinstance(named, dict):
+        for key, value in config.items():
+            if key not in schema.get("properties", {}) and isinstance(value, dict):
+                fill_defaults(value, named)
 
 
 def complete_config(config: dict, schema: dict) -> None:

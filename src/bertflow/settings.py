@@ -30,10 +30,13 @@ def schema_section(where: str) -> dict:
     """The schema's properties of a dotted config section ("pretrain", "finetune.squad"), $refs merged."""
     node = _schema()
     for key in where.split("."):
-        try:
+        named = node.get("additionalProperties")  # sections the user names (finetune.custom.<name>)
+        if key in node.get("properties", {}):
             node = node["properties"][key]
-        except KeyError:
-            raise ConfigError(f"{where}: not a section of config/config.schema.yaml") from None
+        elif isinstance(named, dict) and "properties" in named:
+            node = named
+        else:
+            raise ConfigError(f"{where}: not a section of config/config.schema.yaml")
     return node["properties"]
 
 
