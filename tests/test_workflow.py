@@ -191,8 +191,10 @@ def test_empty_local_corpus_fails_naming_the_file(tmp_path):
 
 def test_failed_stage_keeps_earlier_outputs(tiny_run_copy, tmp_path):
     """A batch larger than the training blocks fails pretraining: at start when the blocks already exist
-    (as here), else in the stage, which counts them; tokenizer and blocks survive."""
+    (as here), else in the stage, which counts them; tokenizer, blocks and the earlier pretraining survive."""
     before = (tiny_run_copy / "results/tokenizer/tokenizer.json").stat().st_mtime
+    perplexity = tiny_run_copy / "results/pretrain/perplexity.csv"
+    earlier_perplexity = perplexity.read_bytes()
     config = write_config(tmp_path / "c.yaml", pretrain={"batch_size": 100000})
     result = snakemake(tiny_run_copy, "results/pretrain/perplexity.csv", configfile=config, check=False)
     assert result.returncode != 0
@@ -200,4 +202,4 @@ def test_failed_stage_keeps_earlier_outputs(tiny_run_copy, tmp_path):
         tiny_run_copy / "results/logs/pretrain.log").read_text()
     assert (tiny_run_copy / "results/tokenizer/tokenizer.json").stat().st_mtime == before
     assert (tiny_run_copy / "results/blocks/blocks_meta.json").is_file()
-    assert not (tiny_run_copy / "results/pretrain/perplexity.csv").exists(), "a failed stage left its output"
+    assert perplexity.read_bytes() == earlier_perplexity, "a refused run changed the earlier pretraining"
