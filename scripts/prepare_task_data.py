@@ -14,12 +14,10 @@ with stage(snakemake):
     else:
         hub = dict(hub_dir=files.get("hub"),
                    hub_splits={"train": data["hub"]["train_split"], "validation": data["hub"]["validation_split"]})
-        if task == "sst2":
-            task_data.prepare_sst2(source=data["source"], generated=data["generated"],
-                                   local_files={**data["local"], **files}, **hub, **outputs)
-        elif task == "squad":
+        if task == "squad":
             task_data.prepare_squad(source=data["source"], generated=data["generated"],
                                     local_files={**data["local"], **files}, **hub, **outputs,
                                     version_2_with_negative=data["version_2_with_negative"])
         else:
-            task_data.prepare_text_task(GLUE_TASKS[task], source=data["source"], local_files=files, **hub, **outputs)
+            task_data.prepare_text_task(GLUE_TASKS[task], source=data["source"], local_files=files,
+                                        generated=data.get("generated"), **hub, **outputs)

@@ -248,6 +248,7 @@ def test_sigterm_to_every_process_of_a_finetune_launch_checkpoints_and_a_relaunc
 # ----------------------------------------------------------------------------- through the workflow
 
 
+@pytest.mark.slow
 def test_workflow_launches_num_processes_for_pretraining_and_finetuning(tiny_run_copy, tmp_path):
     """pretrain.num_processes / finetune.num_processes reach the launcher through the rules: the
     stages rerun (a changed process count is a changed stage) and each runs as 2 gloo processes."""

@@ -10,6 +10,7 @@ import torch
 
 from bertflow import task_data
 from bertflow.errors import DataError
+from bertflow.tasks import GLUE_TASKS
 from bertflow.finetune import load_task_model, parameter_accounting
 
 from bertflow.synthetic_tasks import generate_squad, generate_sst2
@@ -28,16 +29,24 @@ def write(path, text):
     return str(path)
 
 
+def prepare_sst2_files(tmp_path, train_text, validation_text="sentence\tlabel\nfine\t0\n"):
+    files = {"train": write(tmp_path / "train.tsv", train_text), "validation": write(tmp_path / "dev.tsv", validation_text)}
+    task_data.prepare_text_task(GLUE_TASKS["sst2"], source="local", local_files=files,
+                                out_train=str(tmp_path / "out_train.tsv"), out_validation=str(tmp_path / "out_dev.tsv"))
+    return task_data.read_prepared_tsv(str(tmp_path / "out_train.tsv"))
+
+
 def test_sst2_tsv_errors_name_file_and_line(tmp_path):
-    with pytest.raises(DataError, match="'sentence' and 'label' columns"):
-        task_data.read_sst2_tsv(write(tmp_path / "a.tsv", "text\tlabel\nnice\t1\n"))
-    with pytest.raises(DataError, match=r"b.tsv, line 3: label '2' is not 0 or 1"):
-        task_data.read_sst2_tsv(write(tmp_path / "b.tsv", "sentence\tlabel\nnice\t1\nbad\t2\n"))
-    with pytest.raises(DataError, match=r"c.tsv, line 2: expected 2 tab-separated columns, got 1"):
-        task_data.read_sst2_tsv(write(tmp_path / "c.tsv", "sentence\tlabel\nno label here\n"))
+    with pytest.raises(DataError, match=r"train.tsv, line 1: missing column 'sentence' \(header: text, label\)"):
+        prepare_sst2_files(tmp_path, "text\tlabel\nnice\t1\n")
+    with pytest.raises(DataError, match=r"train.tsv, line 3, column 'label': label '2' is not one of the labels"):
+        prepare_sst2_files(tmp_path, "sentence\tlabel\nnice\t1\nbad\t2\n")
+    with pytest.raises(DataError, match=r"train.tsv, line 2: expected 2 tab-separated columns, got 1"):
+        prepare_sst2_files(tmp_path, "sentence\tlabel\nno label here\n")
     with pytest.raises(DataError, match="empty split"):
-        task_data.read_sst2_tsv(write(tmp_path / "d.tsv", "sentence\tlabel\n"))
-    assert task_data.read_sst2_tsv(write(tmp_path / "e.tsv", "sentence\tlabel\nok film\t1\n")) == [("ok film", 1)]
+        prepare_sst2_files(tmp_path, "sentence\tlabel\n")
+    (example,) = prepare_sst2_files(tmp_path, "sentence\tlabel\nok  film \t1\n")
+    assert (example.texts, example.label) == (("ok film",), "1")
 
 
 def squad_doc(start):
@@ -197,11 +206,13 @@ def test_hub_datasets_on_disk_are_validated(tmp_path):
         "test": datasets.Dataset.from_dict({"sentence": ["?"], "label": [-1]}),  # GLUE test: no labels
     })
     sst2.save_to_disk(tmp_path / "sst2")
-    assert task_data.read_hub_sst2(str(tmp_path / "sst2"), "train") == [("good", 1), ("bad", 0)]
-    with pytest.raises(DataError, match=r"sst2 \(split test\), row 0: label -1 is not 0 or 1"):
-        task_data.read_hub_sst2(str(tmp_path / "sst2"), "test")
+    sst2_task = GLUE_TASKS["sst2"]
+    rows = task_data.read_hub_task(str(tmp_path / "sst2"), "train", sst2_task)
+    assert [(e.texts, e.label) for e in rows] == [(("good",), "1"), (("bad",), "0")]
+    with pytest.raises(DataError, match=r"sst2 \(split test\), row 0: label -1 is not a class id 0-1"):
+        task_data.read_hub_task(str(tmp_path / "sst2"), "test", sst2_task)
     (tmp_path / "not_saved").mkdir()
     with pytest.raises(DataError, match="not_saved: cannot load the saved dataset"):
-        task_data.read_hub_sst2(str(tmp_path / "not_saved"), "train")
+        task_data.read_hub_task(str(tmp_path / "not_saved"), "train", sst2_task)
     with pytest.raises(DataError, match="split 'dev' not found"):
-        task_data.read_hub_sst2(str(tmp_path / "sst2"), "dev")
+        task_data.read_hub_task(str(tmp_path / "sst2"), "dev", sst2_task)

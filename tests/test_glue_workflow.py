@@ -44,6 +44,7 @@ def read(path):
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_every_glue_task_and_custom_tasks_run_through_the_workflow(tiny_run_copy, tmp_path):
     """On a copy of the tiny run: its pretrained model is reused, only the new tasks run."""
     data = tmp_path / "data"
@@ -53,7 +54,8 @@ def test_every_glue_task_and_custom_tasks_run_through_the_workflow(tiny_run_copy
     tasks = [*GLUE_TASKS, *custom]
     config = write_config(tmp_path / "config.yaml", finetune={"seeds": [1], "tasks": tasks, "custom": custom, **sections})
     targets = [f"results/finetune/{task}/pretrained/summary.json" for task in tasks]
-    snakemake(tiny_run_copy, *targets, configfile=config)
+    # One thread per fine-tuning, two side by side: a dozen tiny runs, mostly start-up time.
+    snakemake(tiny_run_copy, *targets, "--set-threads", "finetune=1", configfile=config)
     check_runs(tiny_run_copy / "results", tasks, custom)
 
 

@@ -13,6 +13,7 @@ import json
 import lzma
 from pathlib import Path
 
+import pytest
 import yaml
 
 from support.workflow import REPO, snakemake
@@ -96,6 +97,7 @@ CPU_SHRINK = {
 }
 
 
+@pytest.mark.slow
 def test_gpu_wikibooks_config_runs_end_to_end_on_cpu_with_a_tiny_budget(tmp_path):
     data = tmp_path / "shared" / "data"  # the config reads ../shared/data from the working directory
     for write in (write_wikibooks, write_sst2, write_squad):

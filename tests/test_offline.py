@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from support.workflow import snakemake, write_config
 
 from bertflow.synthetic import generate_corpus
@@ -41,6 +43,7 @@ def save_downloads(results):
     return len(corpus["train"])
 
 
+@pytest.mark.slow
 def test_full_pipeline_runs_offline_from_downloaded_hub_datasets(tmp_path):
     workdir = tmp_path / "run"
     train_lines = save_downloads(workdir / "results")

@@ -85,6 +85,7 @@ def local_rules(output: str) -> set[str]:
     return set(re.findall(r"^localrule (\w+):", output, re.M))
 
 
+@pytest.mark.slow
 def test_every_compute_stage_ran_as_a_slurm_job(slurm_run):
     workdir, output, env = slurm_run
     jobs = slurm_jobs(output)
@@ -104,17 +105,13 @@ def test_every_compute_stage_ran_as_a_slurm_job(slurm_run):
         assert f"rule {rule}:" in text or f"rule {rule}\n" in text, f"{log} does not show rule {rule}"
 
 
+@pytest.mark.slow
 def test_slurm_run_produces_the_local_outputs(slurm_run, tiny_run):
-    """Same files; byte-identical where the stage is deterministic; the same training schedule.
-
-    WordPiece training in `tokenizers` is not deterministic between processes (hash-map order,
-    huggingface/tokenizers#1794), so everything after the tokenizer is compared by its shape and
-    schedule, and metrics by range, not by bytes.
-    """
+    """Same files; byte-identical data, tokenizer and blocks; the same training schedule. Training
+    runs on other CPUs with another thread count, so its numbers are compared within a band."""
     workdir, _, _ = slurm_run
-    # Not outputs: logs, TensorBoard events (named by time, host and pid) and the fine-tuning
-    # feature cache (named by a hash of the tokenizer, which differs between processes; see above).
-    ignore = {"logs", "benchmarks", "tensorboard", "features"}
+    # Not outputs: logs, timings and TensorBoard events (named by time, host and pid).
+    ignore = {"logs", "benchmarks", "tensorboard"}
 
     def files(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in (root / "results").rglob("*")
@@ -122,20 +119,17 @@ def test_slurm_run_produces_the_local_outputs(slurm_run, tiny_run):
 
     assert files(workdir) == files(tiny_run)
     for name in ("corpus/train.txt", "corpus/validation.txt", "data/sst2/train.tsv", "data/sst2/validation.tsv",
-                 "data/squad/train.json", "data/squad/validation.json"):
+                 "data/squad/train.json", "data/squad/validation.json", "tokenizer/tokenizer.json",
+                 "blocks/train.bin", "blocks/validation.bin"):
         assert (workdir / "results" / name).read_bytes() == (tiny_run / "results" / name).read_bytes(), name
 
     def load(root, name):
         return json.loads((root / "results" / name).read_text())
 
-    tok_slurm, tok_local = load(workdir, "tokenizer/tokenizer.json"), load(tiny_run, "tokenizer/tokenizer.json")
-    vocab_slurm, vocab_local = set(tok_slurm["model"]["vocab"]), set(tok_local["model"]["vocab"])
-    assert len(vocab_slurm) == len(vocab_local) and len(vocab_slurm & vocab_local) >= 0.95 * len(vocab_local)
-
     info_slurm, info_local = load(workdir, "pretrain/train_info.json"), load(tiny_run, "pretrain/train_info.json")
     for key in ("steps", "epochs", "tokens_seen", "parameters", "processes", "settings"):
         assert info_slurm[key] == info_local[key], key
-    # The tokenizer and blocks are byte-identical now; the SLURM jobs run with 1 thread, the local
+    # The SLURM jobs run with 1 thread, the local
     # run with 2, and the tiny model gave the same perplexity to 14 digits with both (102.938), so
     # 1 % only leaves room for other CPUs' reduction order.
     assert abs(info_slurm["final_perplexity"] - info_local["final_perplexity"]) <= 0.01 * info_local["final_perplexity"]
@@ -172,6 +166,7 @@ def test_slurm_profiles_parse_and_size_the_gpu_stages(tmp_path):
     assert "pretrain" in dry.stdout
 
 
+@pytest.mark.slow
 def test_two_node_pretraining_stops_resumes_and_equals_the_one_node_launch(slurm_cluster, tiny_run, tmp_path):
     """`pretrain.nodes: 2` through the workflow profile: one SLURM job on both nodes (srun starts a
     torchrun agent per node). `scancel --signal=TERM` (what a time limit sends) stops it at a
@@ -218,7 +213,10 @@ def test_two_node_pretraining_stops_resumes_and_equals_the_one_node_launch(slurm
 
     info = json.loads((remote / "results/pretrain/train_info.json").read_text())
     assert (info["nodes"], info["processes_per_node"], info["processes"]) == (2, 1, 2)
-    assert [node["host"] for node in info["environment"]["nodes"]] == ["bertflow-node1", "bertflow-node2"]
+    # Which host gets node rank 0 is the rendezvous's choice.
+    nodes = info["environment"]["nodes"]
+    assert [n["node_rank"] for n in nodes] == [0, 1]
+    assert sorted(n["host"] for n in nodes) == ["bertflow-node1", "bertflow-node2"]
     ours, theirs = (root / "results/pretrain" for root in (remote, local))
     assert learning_curve(ours / "perplexity.csv") == learning_curve(theirs / "perplexity.csv")
     assert (ours / "model/model.safetensors").read_bytes() == (theirs / "model/model.safetensors").read_bytes()

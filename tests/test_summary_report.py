@@ -189,3 +189,13 @@ def test_compare_config_plans_every_model_offline(tmp_path):
     jobs = planned_jobs(tmp_path, config)
     assert jobs["download_model"] == 18 and jobs["download_task_data"] == 2 and jobs["params_report"] == 19
     assert jobs["finetune"] == jobs["finetune_summary"] == 2 * 19 and jobs["summary_report"] == 1
+
+
+def test_html_page_links_to_local_files_hold_from_the_page_folder(tmp_path):
+    from bertflow.html_page import write_markdown_page
+
+    (tmp_path / "leaderboard.csv").write_text("model\n")
+    (tmp_path / "report.md").write_text("[CSV](leaderboard.csv), [gone](missing.csv), [web](https://x.org/a)\n")
+    write_markdown_page(str(tmp_path / "report.md"), str(tmp_path / "html" / "report.html"), "Summary")
+    page = (tmp_path / "html" / "report.html").read_text()
+    assert 'href="../leaderboard.csv"' in page and 'href="missing.csv"' in page and 'href="https://x.org/a"' in page

@@ -1,7 +1,8 @@
 """Markdown results (report.md, the model card, the parameter reports) as self-contained HTML pages,
 so that `snakemake --report` shows them inside the report (it embeds .html results in a frame,
 while markdown is only offered as a download). Rendered with markdown-it-py (CommonMark + tables);
-local images are inlined as data URIs, since the page is shown without its folder.
+local images are inlined as data URIs, since the page is shown without its folder, and links to
+local files are rewritten to hold from the page's own folder.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import mimetypes
+import os
 import re
 from pathlib import Path
 
@@ -37,7 +39,18 @@ def inline_images(body: str, base_dir: Path) -> str:
     return re.sub(r'src="(?!data:|https?:)([^"]+)"', replace, body)
 
 
-def markdown_to_html(text: str, *, title: str, base_dir: Path) -> str:
+def relink(body: str, base_dir: Path, page_dir: Path) -> str:
+    """<a href="relative"> to a file beside the markdown -> the same file, seen from the page's folder."""
+    def replace(match: re.Match) -> str:
+        path = base_dir / html.unescape(match.group(1))
+        if not path.exists():
+            return match.group(0)
+        return f'href="{html.escape(Path(os.path.relpath(path, page_dir)).as_posix())}"'
+
+    return re.sub(r'href="(?![a-z]+:|#|/)([^"]+)"', replace, body)
+
+
+def markdown_to_html(text: str, *, title: str, base_dir: Path, page_dir: Path | None = None) -> str:
     from markdown_it import MarkdownIt
 
     metadata = ""
@@ -47,6 +60,7 @@ def markdown_to_html(text: str, *, title: str, base_dir: Path) -> str:
                     "</pre></details>\n")
         text = text[front.end():]
     body = inline_images(MarkdownIt("commonmark").enable("table").render(text), base_dir)
+    body = relink(body, base_dir, page_dir or base_dir)
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head>\n<body>\n{metadata}{body}</body></html>\n")
 
@@ -54,4 +68,5 @@ def markdown_to_html(text: str, *, title: str, base_dir: Path) -> str:
 def write_markdown_page(md_path: str, out: str, title: str) -> None:
     """Stage entry: one markdown file -> one self-contained HTML page."""
     source = Path(md_path)
-    write_text(out, markdown_to_html(source.read_text(encoding="utf-8"), title=title, base_dir=source.parent))
+    write_text(out, markdown_to_html(source.read_text(encoding="utf-8"), title=title, base_dir=source.parent,
+                                     page_dir=Path(out).parent))

@@ -10,7 +10,6 @@ column (or article/question id) before any training starts.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import DataError
-from .io import read_json, read_text, text_lines, write_json, write_text
+from .io import read_json, read_text, write_json, write_text
 from .tasks import GLUE_TASKS, PAIR_COLUMNS, REGRESSION, VALIDATION_SET_COLUMN, TextTask
 
 log = logging.getLogger(__name__)
@@ -41,56 +40,13 @@ def prepared_files(task: str) -> tuple[str, str]:
     return TASK_DATA_FILES.get(task, TEXT_TASK_FILES)
 
 
-# ----------------------------------------------------------------------------- SST-2
-
-
-def read_sst2_tsv(path: str) -> list[tuple[str, int]]:
-    """GLUE-format TSV with a header holding `sentence` and `label` columns; labels 0/1."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: SST-2 file not found")
-    with contextlib.closing(text_lines(path, "SST-2 file")) as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or not {"sentence", "label"} <= set(header):
-            raise DataError(f"{path}: expected a header with 'sentence' and 'label' columns, got {header}")
-        sentence_col, label_col = header.index("sentence"), header.index("label")
-        rows = []
-        for line_no, row in enumerate(reader, start=2):
-            if len(row) != len(header):  # a tab inside a sentence shifts the label column
-                raise DataError(f"{path}, line {line_no}: expected {len(header)} tab-separated columns, got "
-                                f"{len(row)} (header: {', '.join(header)}); a tab inside the sentence?")
-            label = row[label_col].strip()
-            if label not in ("0", "1"):
-                raise DataError(f"{path}, line {line_no}: label {label!r} is not 0 or 1")
-            rows.append((row[sentence_col], int(label)))
-    return require_examples(rows, str(path))
+# ----------------------------------------------------------------------------- shared readers
 
 
 def require_examples(rows: list, source: str) -> list:
     if not rows:
         raise DataError(f"{source}: no examples (empty split)")
     return rows
-
-
-def write_sst2_tsv(path: str, rows: list[tuple[str, int]]) -> None:
-    lines = ["sentence\tlabel"] + [f"{sentence.replace(chr(9), ' ')}\t{label}" for sentence, label in rows]
-    write_text(path, "\n".join(lines) + "\n")
-
-
-def read_hub_sst2(dataset_dir: str, split: str) -> list[tuple[str, int]]:
-    data = hub_split(dataset_dir, split)
-    source = f"{dataset_dir} (split {split})"
-    missing = {"sentence", "label"} - set(data.column_names)
-    if missing:
-        raise DataError(f"{source}: missing column(s) {sorted(missing)}; expected the glue/sst2 layout")
-    rows = []
-    for index, row in enumerate(data):
-        if row["label"] not in (0, 1):
-            raise DataError(f"{source}, row {index}: label {row['label']!r} is not 0 or 1 "
-                            "(the GLUE test split has no labels; evaluate on validation)")
-        rows.append((row["sentence"], int(row["label"])))
-    return require_examples(rows, source)
 
 
 def hub_split(dataset_dir: str, split: str):
@@ -302,12 +258,30 @@ def read_prepared_tsv(path: str) -> list[Example]:
     return require_examples(examples, path)
 
 
+def generated_examples(task: TextTask, generated: dict) -> dict[str, list[Example]]:
+    """The default run's generated sentiment sentences, SST-2's only generated data (SQuAD has its own)."""
+    if task.name != "sst2":
+        raise DataError(f"finetune.{task.name}.source: 'generated' data exists for sst2 and squad only")
+    from .synthetic_tasks import generate_sst2
+
+    def examples(count: int, seed: int) -> list[Example]:
+        return [Example((sentence,), str(label), f"generated row {row}")
+                for row, (sentence, label) in enumerate(generate_sst2(count, seed), start=1)]
+
+    return {"train": examples(generated["train_examples"], generated["seed"]),
+            "": examples(generated["validation_examples"], generated["seed"] + 1)}
+
+
 def prepare_text_task(task: TextTask, *, source: str, out_train: str, out_validation: str,
                       local_files: dict | None = None, hub_dir: str | None = None, hub_splits: dict | None = None,
-                      section: dict | None = None) -> dict:
+                      section: dict | None = None, generated: dict | None = None) -> dict:
     """Read, check and write a GLUE or custom task: train and every validation set (MNLI: both)."""
     sets = task.validation_sets
-    if source == "custom":
+    if source == "generated":
+        made = generated_examples(task, generated)
+        read = {key: (lambda rows=rows: rows) for key, rows in made.items()}
+        files, columns = {key: f"finetune.{task.name}.generated" for key in made}, (*task.columns, "label")
+    elif source == "custom":
         read = {"train": lambda: read_custom(local_files["train"], section, task),
                 "": lambda: read_custom(local_files["validation"], section, task)}
         files, columns = {"train": local_files["train"], "": local_files["validation"]}, (*section["text_columns"],
@@ -500,28 +474,6 @@ def squad_examples(squad: dict) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- the stages
-
-
-def prepare_sst2(*, source: str, out_train: str, out_validation: str, generated: dict | None = None,
-                 local_files: dict | None = None, hub_dir: str | None = None, hub_splits: dict | None = None) -> dict:
-    if source == "generated":
-        from .synthetic_tasks import generate_sst2
-
-        train = generate_sst2(generated["train_examples"], generated["seed"])
-        validation = generate_sst2(generated["validation_examples"], generated["seed"] + 1)
-    elif source == "local":
-        train, validation = read_sst2_tsv(local_files["train"]), read_sst2_tsv(local_files["validation"])
-    elif source == "hub":
-        train = read_hub_sst2(hub_dir, hub_splits["train"])
-        validation = read_hub_sst2(hub_dir, hub_splits["validation"])
-    else:
-        raise DataError(f"finetune.sst2.source: unknown source {source!r}")
-    write_sst2_tsv(out_train, train)
-    write_sst2_tsv(out_validation, validation)
-    counts = {"train": len(train), "validation": len(validation),
-              "validation_positive_share": sum(label for _, label in validation) / len(validation)}
-    log.info("sst2 data: %s", counts)
-    return counts
 
 
 def prepare_squad(*, source: str, out_train: str, out_validation: str, generated: dict | None = None,

@@ -103,7 +103,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 # Finished jobs stay visible to squeue this long (Snakemake's status checks with squeue need it).
-MinJobAge=600
+MinJobAge=3600
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 KillWait=10

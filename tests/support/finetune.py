@@ -34,12 +34,13 @@ def generated_task_files(root: Path, *, sst2_examples: tuple[int, int] = (96, 40
                          squad_articles: tuple[int, int] = (6, 3)) -> Path:
     """Generated SST-2 (train.tsv, validation.tsv) and SQuAD (train.json, validation.json) in `root`;
     the sizes are (train, validation)."""
-    from bertflow.task_data import prepare_squad, prepare_sst2
+    from bertflow.task_data import prepare_squad, prepare_text_task
+    from bertflow.tasks import GLUE_TASKS
 
     root.mkdir(parents=True, exist_ok=True)
-    prepare_sst2(source="generated",
-                 generated={"train_examples": sst2_examples[0], "validation_examples": sst2_examples[1], "seed": 3},
-                 out_train=str(root / "train.tsv"), out_validation=str(root / "validation.tsv"))
+    prepare_text_task(GLUE_TASKS["sst2"], source="generated",
+                      generated={"train_examples": sst2_examples[0], "validation_examples": sst2_examples[1], "seed": 3},
+                      out_train=str(root / "train.tsv"), out_validation=str(root / "validation.tsv"))
     prepare_squad(source="generated",
                   generated={"train_articles": squad_articles[0], "validation_articles": squad_articles[1], "seed": 5},
                   out_train=str(root / "train.json"), out_validation=str(root / "validation.json"))
