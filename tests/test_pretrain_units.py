@@ -13,6 +13,7 @@ import torch
 from bertflow import block_loader, presets, pretrain, synthetic
 from bertflow.block_files import open_split, read_meta
 from bertflow.blocks import build_blocks, load_blocks
+from bertflow.checkpoints import PROGRESS_FORMAT
 from bertflow.errors import ConfigError, DataError, ResourceError
 from bertflow.masking import Masker, fixed_eval_masks
 from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match
@@ -336,6 +337,22 @@ def test_checkpoints_load_with_weights_only_and_code_in_a_pickle_is_refused(tmp_
     assert state["progress"]["global_step"] == 2 and state["threads"] == torch.get_num_threads()
     torch.save({**state, "hook": PurePosixPath("x")}, checkpoints / "last.pt")  # not a plain value
     assert not make_trainer(folder, checkpoints).resume()
+    assert len(list((tmp_path / "stale-checkpoints").iterdir())) == 1
+
+
+def test_a_checkpoint_with_a_progress_record_of_another_layout_is_set_aside(tmp_path, caplog):
+    folder = random_block_folder(tmp_path / "blocks", train_blocks=40, validation_blocks=4)
+    checkpoints = tmp_path / "ck"
+    with pytest.raises(pretrain.StopRequested):
+        make_trainer(folder, checkpoints).train(StopAfter(2))
+    state = torch.load(checkpoints / "last.pt", weights_only=True)
+    assert state["progress_format"] == PROGRESS_FORMAT
+    del state["progress_format"]  # as the checkpoints of the record kept per stage were written
+    torch.save(state, checkpoints / "last.pt")
+    trainer = make_trainer(folder, checkpoints)
+    with caplog.at_level(logging.WARNING):
+        assert not trainer.resume()
+    assert trainer.progress.global_step == 0 and "another layout" in caplog.text
     assert len(list((tmp_path / "stale-checkpoints").iterdir())) == 1
 
 
