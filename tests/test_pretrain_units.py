@@ -402,6 +402,43 @@ def test_tensorboard_events_read_back(tmp_path):
     assert perplexities == pytest.approx([r["perplexity"] for r in trainer.progress.rows])
 
 
+class RecordingTracker:
+    def __init__(self):
+        self.lines, self.scalar_steps = [], []
+
+    def progress(self, step, total, **fields):
+        self.lines.append({"step": step, "total": total, **fields})
+
+    def scalars(self, step, **values):
+        self.scalar_steps.append((step, sorted(values)))
+
+
+def test_progress_lines_hold_the_mean_micro_batch_loss_since_the_previous_line(tmp_path):
+    """An epoch's end folds the loss sum into the progress record between two lines: the second
+    line still covers its own steps only."""
+    trainer = make_trainer(random_block_folder(tmp_path, train_blocks=80, validation_blocks=10),
+                           tmp_path / "ck", grad_accum=2)  # 5 steps an epoch, a line every 5 steps
+    trainer.tracker, step_losses = RecordingTracker(), []
+    forward_backward = trainer.forward_backward
+
+    def recorded(micro_batches):
+        loss = forward_backward(micro_batches)
+        step_losses.append(loss.item())
+        return loss
+
+    trainer.forward_backward = recorded
+    trainer.train({"stop": False})
+    lines = trainer.tracker.lines
+    assert [(line["step"], line["total"], line["label"]) for line in lines] == [(5, 10, "epoch 1"), (10, 10, "epoch 2")]
+    for line, losses in zip(lines, (step_losses[:5], step_losses[5:])):
+        assert line["loss"] == pytest.approx(sum(losses) / (len(losses) * 2))
+        assert isinstance(line["tokens_per_s"], int) and line["tokens_per_s"] > 0
+    assert (5, ["eval_loss", "perplexity"]) in trainer.tracker.scalar_steps
+    assert (10, ["loss", "lr", "tokens_per_s"]) in trainer.tracker.scalar_steps
+    assert [r["train_loss"] for r in trainer.progress.rows] == pytest.approx(
+        [sum(step_losses[:5]) / 10, sum(step_losses[5:]) / 10])
+
+
 def test_time_budget_schedule_clock_starts_after_the_compilation_steps(tmp_path):
     trainer = make_trainer(random_block_folder(tmp_path, train_blocks=40, validation_blocks=4), tmp_path / "ck",
                            time_budget=1)
