@@ -233,7 +233,7 @@ def test_sigterm_to_every_process_of_a_finetune_launch_checkpoints_and_a_relaunc
     spec = finetune_spec(tiny_run, tiny_run / "results/pretrain/model", out, 4)
     launch_and_stop_all("bertflow.finetune", spec, tmp_path, after="sst2 epoch 1:")
     progress = torch.load(out / "checkpoints/last.pt", weights_only=True)["progress"]
-    assert progress["epoch"] >= 1 and len(progress["history"]) == progress["epoch"] < 3
+    assert progress["epoch"] >= 1 and len(progress["rows"]) == progress["epoch"] < 3
     assert not (out / "metrics.json").exists()
 
     log = io.StringIO()
@@ -241,7 +241,7 @@ def test_sigterm_to_every_process_of_a_finetune_launch_checkpoints_and_a_relaunc
     assert f"resumed from {out / 'checkpoints/last.pt'}: epoch {progress['epoch'] + 1}" in log.getvalue()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["resumed"] is True
-    assert metrics["epochs"][0] == progress["history"][0] and len(metrics["epochs"]) == 3
+    assert metrics["epochs"][0] == progress["rows"][0] and len(metrics["epochs"]) == 3
     assert not (out / "checkpoints").exists()
 
 

@@ -69,10 +69,10 @@ def test_a_run_stopped_twice_ends_as_the_run_never_stopped(task, metric, model_d
     cut = spec(task, model_dir, data, tmp_path / "cut")
 
     mid_epoch = run_stopped_after(monkeypatch, 3, **cut)
-    assert (mid_epoch["epoch"], mid_epoch["step_in_epoch"]) == (0, 3) and mid_epoch["history"] == []
+    assert (mid_epoch["epoch"], mid_epoch["step_in_epoch"]) == (0, 3) and mid_epoch["rows"] == []
     # Resumed at step 3: the checks of steps 4 .. steps-1, then the one after epoch 1's evaluation.
     epoch_end = run_stopped_after(monkeypatch, steps - 3, **cut)
-    assert (epoch_end["epoch"], epoch_end["step_in_epoch"]) == (1, 0) and len(epoch_end["history"]) == 1
+    assert (epoch_end["epoch"], epoch_end["step_in_epoch"]) == (1, 0) and len(epoch_end["rows"]) == 1
     assert epoch_end["earlier_wall_s"] > mid_epoch["earlier_wall_s"] > 0
 
     monkeypatch.setattr(ft, "stop_on_signals", lambda: contextlib.nullcontext({"stop": False}))

@@ -13,6 +13,7 @@ import torch
 from bertflow import block_loader, presets, pretrain, synthetic
 from bertflow.block_files import open_split, read_meta
 from bertflow.blocks import build_blocks, load_blocks
+from bertflow.checkpoints import PROGRESS_FORMAT
 from bertflow.errors import ConfigError, DataError, ResourceError
 from bertflow.masking import Masker, fixed_eval_masks
 from bertflow.pretrain import MaskedLMObjective, Settings, build_model, check_blocks_match
@@ -339,6 +340,22 @@ def test_checkpoints_load_with_weights_only_and_code_in_a_pickle_is_refused(tmp_
     assert len(list((tmp_path / "stale-checkpoints").iterdir())) == 1
 
 
+def test_a_checkpoint_with_a_progress_record_of_another_layout_is_set_aside(tmp_path, caplog):
+    folder = random_block_folder(tmp_path / "blocks", train_blocks=40, validation_blocks=4)
+    checkpoints = tmp_path / "ck"
+    with pytest.raises(pretrain.StopRequested):
+        make_trainer(folder, checkpoints).train(StopAfter(2))
+    state = torch.load(checkpoints / "last.pt", weights_only=True)
+    assert state["progress_format"] == PROGRESS_FORMAT
+    del state["progress_format"]  # as the checkpoints of the record kept per stage were written
+    torch.save(state, checkpoints / "last.pt")
+    trainer = make_trainer(folder, checkpoints)
+    with caplog.at_level(logging.WARNING):
+        assert not trainer.resume()
+    assert trainer.progress.global_step == 0 and "another layout" in caplog.text
+    assert len(list((tmp_path / "stale-checkpoints").iterdir())) == 1
+
+
 def test_resume_with_another_thread_count_warns(tmp_path, caplog, monkeypatch):
     folder = random_block_folder(tmp_path / "blocks", train_blocks=40, validation_blocks=4)
     trainer = make_trainer(folder, tmp_path / "ck")
@@ -383,6 +400,43 @@ def test_tensorboard_events_read_back(tmp_path):
     assert [e.step for e in events.Scalars("pretrain/loss")] == [5, 10, 15, 20]
     perplexities = [e.value for e in events.Scalars("pretrain/perplexity")]
     assert perplexities == pytest.approx([r["perplexity"] for r in trainer.progress.rows])
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.lines, self.scalar_steps = [], []
+
+    def progress(self, step, total, **fields):
+        self.lines.append({"step": step, "total": total, **fields})
+
+    def scalars(self, step, **values):
+        self.scalar_steps.append((step, sorted(values)))
+
+
+def test_progress_lines_hold_the_mean_micro_batch_loss_since_the_previous_line(tmp_path):
+    """An epoch's end folds the loss sum into the progress record between two lines: the second
+    line still covers its own steps only."""
+    trainer = make_trainer(random_block_folder(tmp_path, train_blocks=80, validation_blocks=10),
+                           tmp_path / "ck", grad_accum=2)  # 5 steps an epoch, a line every 5 steps
+    trainer.tracker, step_losses = RecordingTracker(), []
+    forward_backward = trainer.forward_backward
+
+    def recorded(micro_batches):
+        loss = forward_backward(micro_batches)
+        step_losses.append(loss.item())
+        return loss
+
+    trainer.forward_backward = recorded
+    trainer.train({"stop": False})
+    lines = trainer.tracker.lines
+    assert [(line["step"], line["total"], line["label"]) for line in lines] == [(5, 10, "epoch 1"), (10, 10, "epoch 2")]
+    for line, losses in zip(lines, (step_losses[:5], step_losses[5:])):
+        assert line["loss"] == pytest.approx(sum(losses) / (len(losses) * 2))
+        assert isinstance(line["tokens_per_s"], int) and line["tokens_per_s"] > 0
+    assert (5, ["eval_loss", "perplexity"]) in trainer.tracker.scalar_steps
+    assert (10, ["loss", "lr", "tokens_per_s"]) in trainer.tracker.scalar_steps
+    assert [r["train_loss"] for r in trainer.progress.rows] == pytest.approx(
+        [sum(step_losses[:5]) / 10, sum(step_losses[5:]) / 10])
 
 
 def test_time_budget_schedule_clock_starts_after_the_compilation_steps(tmp_path):

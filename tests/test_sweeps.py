@@ -191,7 +191,7 @@ def test_finetune_sweep_stopped_by_sigterm_resumes_the_run_it_stopped(tmp_path):
     assert f"resumed from {run / 'checkpoints' / 'last.pt'}" in log.read_text()
     row = next(r for r in json.loads((out / "finetune_sweep.json").read_text())["rows"] if r["task"] == "sst2")
     assert row["attempts"] == 2 and len(row["by_epoch"]) == 60
-    assert row["by_epoch"][:stopped["epoch"]] == [epoch["accuracy"] for epoch in stopped["history"]]
+    assert row["by_epoch"][:stopped["epoch"]] == [epoch["accuracy"] for epoch in stopped["rows"]]
 
 
 def test_finetune_sweep_names_missing_task_files(tmp_path, capsys):

@@ -22,6 +22,11 @@ from .io import disk_full_guard
 
 log = logging.getLogger(__name__)
 
+# The layout of a training checkpoint's progress record (bertflow.training.Progress and a stage's
+# fields). Version 2 is the record both stages share; a checkpoint of another layout (version 1
+# had a record per stage) is set aside and training starts fresh.
+PROGRESS_FORMAT = 2
+
 
 def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +54,10 @@ def set_aside(path: Path, why: str) -> Path:
     return target
 
 
-def load_checkpoint(path: Path, expected_fingerprint: str, *, is_main: bool = True) -> dict | None:
-    """The checkpoint's state, or None (no file; a corrupt one or one of other settings is set aside).
+def load_checkpoint(path: Path, expected_fingerprint: str, *, is_main: bool = True,
+                    progress_format: int | None = None) -> dict | None:
+    """The checkpoint's state, or None (no file; a corrupt one, one of other settings or, given
+    `progress_format`, one whose progress record has another layout is set aside).
 
     `weights_only=True`: a checkpoint holds tensors and plain Python values only, so loading one
     cannot run code from whatever sits in results/.
@@ -71,6 +78,10 @@ def load_checkpoint(path: Path, expected_fingerprint: str, *, is_main: bool = Tr
         if is_main:
             set_aside(path, "was made with other settings or data")
         return None
+    if progress_format is not None and state.get("progress_format", 1) != progress_format:
+        if is_main:
+            set_aside(path, "keeps its progress in another layout (an earlier version of bertflow)")
+        return None
     return state
 
 
@@ -86,6 +97,7 @@ def save_training_state(path: Path, accelerator, *, fingerprint: str, model, opt
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(accelerator.device.type),
             "progress": progress,
+            "progress_format": PROGRESS_FORMAT,
             "threads": torch.get_num_threads(),
         })
     accelerator.wait_for_everyone()
@@ -94,7 +106,7 @@ def save_training_state(path: Path, accelerator, *, fingerprint: str, model, opt
 def load_training_state(path: Path, accelerator, *, fingerprint: str, model, optimizer, scheduler) -> dict | None:
     """Load the checkpoint at `path`, when it is one of this run, into the model, optimizer,
     scheduler and random streams; its progress record, or None (start fresh)."""
-    state = load_checkpoint(path, fingerprint, is_main=accelerator.is_main_process)
+    state = load_checkpoint(path, fingerprint, is_main=accelerator.is_main_process, progress_format=PROGRESS_FORMAT)
     accelerator.wait_for_everyone()  # the main process may have set the file aside
     if state is None:
         return None

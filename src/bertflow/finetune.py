@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
 from .tasks import GLUE_TASKS, TextTask, custom_task, text_task
-from .training import CheckpointedLoop, LossSum, save_model, write_rows_csv
+from .training import Progress, StepPlan, Stretch, TrainingLoop, run_loop, save_model, write_rows_csv
 from .weight_files import safetensors_shapes
 
 log = logging.getLogger(__name__)
@@ -436,18 +436,19 @@ def length_grouped_order(lengths: torch.Tensor, batch_size: int, generator: torc
 
 
 @dataclass
-class Progress:
-    """Where a run stands; all of it goes into the checkpoint (plain values: weights_only loads it)."""
+class FinetuneProgress(Progress):
+    """The shared progress record (`seen` counts examples) and the wall time of earlier attempts."""
 
-    epoch: int = 0  # epochs trained and evaluated
-    step_in_epoch: int = 0
-    epoch_loss_sum: float = 0.0  # this epoch's step losses so far (each the mean over processes)
-    epoch_train_s: float = 0.0
     earlier_wall_s: float = 0.0  # wall time of the interrupted attempts before this one
-    history: list = field(default_factory=list)  # one row per evaluated epoch
 
 
-class FineTuner(CheckpointedLoop):
+class FineTuner(TrainingLoop):
+    RATE = "examples_per_s"
+    TAGS = "train/"
+    LOSS_REDUCTION = "mean"  # each step's loss is the mean over processes
+    STOPS_AT_EPOCH_END = True  # after the epoch's evaluation, not at its last step
+    CHECKPOINTS_THE_END = False  # the outputs follow the last epoch
+
     def __init__(self, task, model, settings: FinetuneSettings, *, features: dict, device: str, seed: int,
                  reduction=None, tracker=None, checkpoint_dir: str | None = None, fingerprint: str = "",
                  started: float | None = None):
@@ -456,6 +457,7 @@ class FineTuner(CheckpointedLoop):
         from .tracking import Tracker
 
         self.task, self.settings, self.seed, self.reduction = task, settings, seed, reduction
+        self.name = task.name
         device = resolve_device(device)
         self.precision = resolve_precision(settings.precision, device)
         self.accelerator = make_accelerator(device)
@@ -471,26 +473,27 @@ class FineTuner(CheckpointedLoop):
             raise DataError(f"{task.name}: {n} training features are fewer than one batch of "
                             f"{settings.batch_size} x {self.world} processes; lower batch_size")
         self.total_steps = self.steps_per_epoch * settings.epochs
+        self.step_plan = StepPlan(seen_per_step=settings.batch_size * self.world,
+                                  log_every=max(1, self.steps_per_epoch // 10), max_grad_norm=1.0)
         # Fused AdamW on CPU too: one pass per tensor instead of several. On CPU the dense update of a
         # 30k-row embedding is a large share of a small model's step (BERT-Tiny with 30,522 rows,
         # 1 thread: 43 ms unfused, 5 ms fused per step; docs/finetune.md).
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                       weight_decay=settings.weight_decay, fused=True)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.trained = self.model
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(settings.warmup_ratio * self.total_steps),
                                                          self.total_steps)
         self.tracker = tracker or Tracker(task.name, None, is_main=self.accelerator.is_main_process)
-        self.log_every = max(1, self.steps_per_epoch // 10)
-        self.progress = Progress()
+        self.progress = FinetuneProgress()
+        self.stretch = Stretch(self.accelerator.device)
+        self.order = torch.empty(0, dtype=torch.long)  # this epoch's order of the training rows
+        self.last_eval: tuple[dict, object] = ({}, None)  # the metrics and predictions of the last evaluation
         self.checkpoint_path = Path(checkpoint_dir, "last.pt") if checkpoint_dir else None
         self.fingerprint = fingerprint
         self.attempt_started = started or time.time()
 
     # -- state
-
-    @property
-    def global_step(self) -> int:
-        return self.progress.epoch * self.steps_per_epoch + self.progress.step_in_epoch
 
     def wall_s(self) -> float:
         """Wall time of the run so far, the interrupted attempts included."""
@@ -501,13 +504,6 @@ class FineTuner(CheckpointedLoop):
 
     def progress_record(self) -> dict:
         return {**asdict(self.progress), "earlier_wall_s": self.wall_s()}
-
-    def resume(self) -> bool:
-        if not super().resume():
-            return False
-        log.info("%s: resumed from %s: epoch %d, step %d of %d", self.task.name, self.checkpoint_path,
-                 self.progress.epoch + 1, self.progress.step_in_epoch, self.steps_per_epoch)
-        return True
 
     def autocast(self):
         return autocast(self.accelerator.device.type, self.precision)
@@ -530,56 +526,30 @@ class FineTuner(CheckpointedLoop):
             return length_grouped_order(self.train_lengths, self.settings.batch_size * self.world, generator)
         return torch.randperm(len(self.train_lengths), generator=generator)
 
-    def train_epoch(self, epoch: int, stop_flag: dict | None = None) -> float:
-        """Train one epoch from the step the progress record holds (a resumed run reads on in the
-        epoch's seeded order); returns the epoch's mean training loss. On a stop signal: checkpoint
-        at the next step boundary and raise StopRequested."""
-        self.model.train()
-        order = self.epoch_order(epoch)
-        device, p = self.accelerator.device, self.progress
+    # -- what the loop asks of the stage
+
+    def fit(self, stop_flag: dict | None = None) -> tuple[list[dict], dict, object]:
+        """Train and evaluate the epochs not done yet (a resumed run reads on in the epoch's seeded
+        order); the rows of all epochs, and the last metrics and predictions. `stop_flag`: set by a
+        signal (`stop_on_signals`); the run then checkpoints at the next step boundary and raises
+        StopRequested."""
+        run_loop(self, stop_flag)
+        return (self.progress.rows, *self.last_eval)
+
+    def start_epoch(self) -> None:
+        super().start_epoch()
+        self.order = self.epoch_order(self.progress.epoch)
+
+    def micro_batches(self, epoch: int, step: int) -> list[dict]:
         bs = self.settings.batch_size
-        loss_sum = LossSum(device)
-        window_loss, window_started = torch.zeros((), device=device), time.perf_counter()
-        segment_started = window_started
-        for step in range(p.step_in_epoch, self.steps_per_epoch):
-            start = (step * self.world + self.rank) * bs
-            with self.autocast():
-                loss = self.task.training_loss(self.model, self._batch(self.train_data, self.train_lengths,
-                                                                      order[start : start + bs]))
-            self.accelerator.backward(loss)
-            self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss_sum.add(loss)
-            window_loss += loss.detach()
-            global_step = epoch * self.steps_per_epoch + step + 1
-            if global_step % self.log_every == 0 or step == self.steps_per_epoch - 1:
-                steps = (step % self.log_every) + 1 if step == self.steps_per_epoch - 1 else self.log_every
-                self._report(global_step, window_loss.item() / steps, steps, time.perf_counter() - window_started)
-                window_loss.zero_()
-                window_started = time.perf_counter()
-            if step + 1 < self.steps_per_epoch and self.stop_now(stop_flag, global_step % self.log_every == 0):
-                self._fold(step + 1, loss_sum, segment_started)
-                self.stop(f"{self.task.name}: stopped in epoch {epoch + 1} at step {step + 1} of {self.steps_per_epoch}")
-        self._fold(self.steps_per_epoch, loss_sum, segment_started)
-        return p.epoch_loss_sum / self.steps_per_epoch
+        start = (step * self.world + self.rank) * bs
+        return [self._batch(self.train_data, self.train_lengths, self.order[start : start + bs])]
 
-    def _fold(self, steps_done: int, loss_sum: LossSum, segment_started: float) -> None:
-        """Move this stretch of the epoch's loss sum (each step's loss the mean over processes) and
-        time into the progress record."""
-        p = self.progress
-        p.step_in_epoch = steps_done
-        p.epoch_loss_sum += loss_sum.take(self.accelerator, reduction="mean")[0]
-        p.epoch_train_s += time.perf_counter() - segment_started
+    def loss_of(self, batch: dict) -> torch.Tensor:
+        return self.task.training_loss(self.model, batch)
 
-    def _report(self, global_step: int, loss: float, steps: int, seconds: float) -> None:
-        """A progress line (step/total, loss, examples/s, ETA) and the TensorBoard scalars."""
-        examples_per_s = steps * self.settings.batch_size * self.world / max(seconds, 1e-9)
-        lr = self.scheduler.get_last_lr()[0]
-        self.tracker.progress(global_step, self.total_steps, loss=loss, lr=lr, examples_per_s=examples_per_s)
-        self.tracker.scalars(global_step, **{"train/loss": loss, "train/learning_rate": lr,
-                                             "train/examples_per_s": examples_per_s})
+    def log_due(self, last_step: bool) -> bool:
+        return self.at_log_point() or last_step  # an epoch's last steps get a line of their own
 
     @torch.inference_mode()
     def predict(self) -> dict[str, torch.Tensor]:
@@ -606,29 +576,15 @@ class FineTuner(CheckpointedLoop):
     def evaluate(self) -> tuple[dict, object]:
         return self.task.score(self.predict(), self.features)
 
-    def fit(self, stop_flag: dict | None = None) -> tuple[list[dict], dict, object]:
-        """Train and evaluate the epochs not done yet; the rows of all epochs, and the last metrics
-        and predictions. `stop_flag`: set by a signal (`stop_on_signals`)."""
-        p, metrics, predictions = self.progress, {}, None
-        for epoch in range(p.epoch, self.settings.epochs):
-            train_loss = self.train_epoch(epoch, stop_flag)
-            started = time.perf_counter()
-            metrics, predictions = self.evaluate()
-            eval_seconds = time.perf_counter() - started
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_seconds": p.epoch_train_s,
-                   "eval_seconds": eval_seconds, **{k: v for k, v in metrics.items() if isinstance(v, float)}}
-            p.history.append(row)
-            self.tracker.scalars((epoch + 1) * self.steps_per_epoch,
-                                 **{f"eval/{k}": v for k, v in row.items() if isinstance(v, float)
-                                    and k not in ("train_seconds", "eval_seconds")})
-            log.info("%s epoch %d: %s", self.task.name, epoch + 1,
-                     ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
-            p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_train_s = epoch + 1, 0, 0.0, 0.0
-            if p.epoch < self.settings.epochs and self.checkpoint_path is not None:  # the last: outputs follow
-                if self.stop_now(stop_flag, sync_point=True):
-                    self.stop(f"{self.task.name}: stopped after epoch {p.epoch}")
-                self.checkpoint()
-        return p.history, metrics, predictions
+    def make_row(self, kind: str, result: tuple[dict, object], eval_s: float) -> tuple[dict, dict]:
+        """An epoch's row: its train loss and seconds, the evaluation's seconds and float metrics."""
+        self.last_eval = result
+        p = self.progress
+        row = {"epoch": p.epoch + 1, "train_loss": self.epoch_train_loss(), "train_seconds": p.epoch_train_s,
+               "eval_seconds": eval_s, **{k: v for k, v in result[0].items() if isinstance(v, float)}}
+        scalars = {f"eval/{k}": v for k, v in row.items()
+                   if isinstance(v, float) and k not in ("train_seconds", "eval_seconds")}
+        return row, scalars
 
 
 def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str, out_dir: str,
@@ -675,7 +631,7 @@ def finetune(*, task: str, model_dir: str, train_file: str, validation_file: str
     if is_main and not resumed:
         shutil.rmtree(event_dir, ignore_errors=True)  # a rerun's curves replace the old ones
     tuner.tracker = Tracker(f"{task}/{model_name}/seed{seed}", event_dir, enabled=tensorboard, is_main=is_main,
-                            purge_step=tuner.global_step if resumed else None)
+                            purge_step=tuner.progress.global_step if resumed else None)
     # Signals become a stop at the next step only when there is a checkpoint to stop into.
     signals = stop_on_signals() if checkpoint_dir else contextlib.nullcontext(None)
     try:

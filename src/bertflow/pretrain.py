@@ -1,10 +1,10 @@
 """Pretraining stage: BERT masked-LM from scratch, perplexity on fixed masks after every epoch.
 
-The loop follows transformers' run_mlm_no_trainer.py (Accelerate handles device placement
-and DDP), with the levers that make it faster than `Trainer` + the MLM collator:
-packed blocks with no padding (so SDPA runs without a mask), masking on the device, the MLM
-head evaluated only at masked positions, fused AdamW on GPU, data resident on the device and
-no host synchronisation between log points.
+The loop (bertflow.training.run_loop, which fine-tuning shares) follows transformers'
+run_mlm_no_trainer.py (Accelerate handles device placement and DDP), with the levers that make
+it faster than `Trainer` + the MLM collator: packed blocks with no padding (so SDPA runs without
+a mask), masking on the device, the MLM head evaluated only at masked positions, fused AdamW on
+GPU, data resident on the device and no host synchronisation between log points.
 
 Data: the blocks are read through `block_loader.BlockLoader`: device-resident when small, memory-mapped and
 gathered per batch (with one batch prefetched) when large; the order is a seeded permutation per epoch.
@@ -22,7 +22,6 @@ Run under a launcher as `python -m bertflow.pretrain SPEC.json` (see `bertflow.d
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +29,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,7 +51,7 @@ from .runtime import autocast, make_accelerator, resolve_device, resolve_precisi
 from .settings import from_config, weight_neutral_keys
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
-from .training import CheckpointedLoop, LossSum, save_model, write_rows_csv
+from .training import Progress, StepPlan, Stretch, TrainingLoop, run_loop, save_model, write_rows_csv
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +183,11 @@ def fingerprint(settings: Settings, meta: dict, world_size: int) -> str:
 
 
 @dataclass
-class Progress:
-    """Where training stands; all of it goes into the checkpoint (plain values: weights_only loads it)."""
+class PretrainProgress(Progress):
+    """The shared progress record and a time budget's schedule: `seen` counts tokens."""
 
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    elapsed_s: float = 0.0  # training + evaluation
-    train_s: float = 0.0  # training steps only: what a time budget counts
-    tokens_seen: int = 0
-    epoch_loss_sum: float = 0.0
-    epoch_loss_count: int = 0
-    budget_spent: bool = False
+    budget_fraction: float = 0.0  # schedule progress (0..1) of a time-budgeted run, the same on all ranks
     schedule_origin_s: float | None = None  # train_s when a time budget's schedule clock started
-    rows: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -221,13 +211,34 @@ def warmup_then_decay(progress: float, warmup_ratio: float) -> float:
     return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
 
 
-class Pretrainer(CheckpointedLoop):
+def planned_steps(settings: Settings, steps_per_epoch: int, tokens_per_step: int) -> int | None:
+    """Steps to train: from the token budget, else (without a time budget) max_steps or epochs."""
+    if settings.token_budget:
+        return math.ceil(settings.token_budget / tokens_per_step)
+    if settings.time_budget:
+        return None
+    return settings.max_steps or settings.epochs * steps_per_epoch
+
+
+def describe_plan(settings: Settings, total_steps: int | None, steps_per_epoch: int) -> str:
+    """What a run will train, for the log."""
+    if settings.time_budget:
+        cap = f", at most {total_steps} steps (token budget)" if total_steps else ""
+        return f"a {settings.time_budget:g}-minute training budget{cap}; epochs of {steps_per_epoch} steps"
+    return f"{total_steps} steps ({math.ceil(total_steps / steps_per_epoch)} epochs of {steps_per_epoch})"
+
+
+class Pretrainer(TrainingLoop):
+    name = "pretrain"
+    RATE = "tokens_per_s"
+    LOSS_REDUCTION = "sum"  # the train loss divides by every micro-batch of every process
+
     def __init__(self, settings: Settings, *, vocab: Vocab, blocks: dict, meta: dict, device: str, checkpoint_dir: str):
         self.settings = settings
         self.meta = meta
-        self.device_kind = resolve_device(device)
-        self.precision = resolve_precision(settings.precision, self.device_kind)
-        self.accelerator = make_accelerator(self.device_kind)
+        device_kind = resolve_device(device)
+        self.precision = resolve_precision(settings.precision, device_kind)
+        self.accelerator = make_accelerator(device_kind)
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.device = self.accelerator.device
@@ -257,10 +268,12 @@ class Pretrainer(CheckpointedLoop):
         self.eval_batch = fixed_eval_masks(head_rows(blocks["validation"], settings.max_eval_blocks, vocab.size),
                                            self.masker, seed=_seed(settings) + 1)
 
-        self.tokens_per_step = self.global_batch * settings.seq_len
+        self.step_plan = StepPlan(seen_per_step=self.global_batch * settings.seq_len,
+                                  log_every=settings.log_every_steps, grad_accum=settings.grad_accum,
+                                  max_grad_norm=settings.max_grad_norm, eval_every=settings.eval_every_steps,
+                                  checkpoint_every=settings.checkpoint_every_steps)
         self.time_budget_s = settings.time_budget * 60 if settings.time_budget else None
-        self.total_steps = self._planned_steps()
-        self.epochs = None if self.total_steps is None else math.ceil(self.total_steps / self.steps_per_epoch)
+        self.total_steps = planned_steps(settings, self.steps_per_epoch, self.step_plan.seen_per_step)
 
         objective = self.make_objective()
         self.compiled = settings.compile is True or (
@@ -268,11 +281,9 @@ class Pretrainer(CheckpointedLoop):
         if self.compiled:
             objective = torch.compile(objective, mode=settings.compile_mode)
         self.optimizer = self.make_optimizer()
-        self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
-        self.progress = Progress()
-        self._segment_start = time.perf_counter()
-        self._clock = 0.0  # schedule progress (0..1) of a time-budgeted run, the same on all ranks
-        # Stepped by hand once per optimizer step (Accelerate's wrapper would step it per process).
+        self.trained, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
+        self.progress = PretrainProgress()
+        self.stretch = Stretch(self.device)
         if self.time_budget_s is None:
             from transformers import get_linear_schedule_with_warmup
 
@@ -281,15 +292,12 @@ class Pretrainer(CheckpointedLoop):
             )
         else:  # Cramming's budget-aware schedule: progress = training time spent / budget (_budget_fraction)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda _: warmup_then_decay(self._clock, settings.warmup_ratio))
+                self.optimizer, lambda _: warmup_then_decay(self.progress.budget_fraction, settings.warmup_ratio))
         self.mask_generator = torch.Generator(device=self.device)
         self.checkpoint_path = Path(checkpoint_dir, "last.pt")
         self.fingerprint = fingerprint(settings, self.meta, self.world)
-        self.tracker: Tracker | None = None
+        self.tracker = Tracker(self.name, None, is_main=self.accelerator.is_main_process)
         self.startup_s: float | None = None
-        self.loss = LossSum(self.device)  # since the last fold into the progress record
-        self._epoch_seconds, self._epoch_tokens = 0.0, 0
-        self._log_mark = (time.perf_counter(), 0, 0.0, 0)  # time, step, running loss sum, its steps
 
     def make_objective(self) -> nn.Module:
         """The loss module; a subclass may return a variant (the training benchmark's levers)."""
@@ -299,81 +307,79 @@ class Pretrainer(CheckpointedLoop):
         """The optimizer; a subclass may return a variant (the training benchmark's levers)."""
         return build_optimizer(self.model, self.settings, fused=self.device.type == "cuda")
 
-    def _planned_steps(self) -> int | None:
-        """Steps to train: from the token budget, else (without a time budget) max_steps or epochs."""
-        s = self.settings
-        if s.token_budget:
-            return math.ceil(s.token_budget / self.tokens_per_step)
-        if self.time_budget_s is not None:
-            return None
-        return s.max_steps or s.epochs * self.steps_per_epoch
+    @property
+    def objective(self) -> nn.Module:
+        """The prepared masked-LM loss module the loop trains."""
+        return self.trained
 
-    # -- state
+    # -- what the loop asks of the stage
+
+    def train(self, stop_flag: dict) -> None:
+        run_loop(self, stop_flag)
 
     def saved_module(self) -> nn.Module:
         return self.model
-
-    def resume(self) -> bool:
-        if not super().resume():
-            return False
-        self._clock = self._budget_fraction(self.progress.train_s, self.progress.global_step)
-        log.info("resumed from %s: epoch %d, step %d of %s%s", self.checkpoint_path, self.progress.epoch + 1,
-                 self.progress.global_step, self.total_steps or "a time budget", self._budget_note())
-        return True
 
     def checkpoint(self) -> None:
         super().checkpoint()
         if self.accelerator.is_main_process:
             write_rows_csv(self.checkpoint_path.with_name("perplexity_so_far.csv"), self.progress.rows, CSV_COLUMNS)
 
-    # -- steps
-
     def autocast(self):
         return autocast(self.device.type, self.precision)
 
     def micro_batches(self, epoch: int, step: int):
-        """This rank's micro-batches for one optimizer step."""
-        for micro in range(self.settings.grad_accum):
-            yield self.loader.batch(epoch, step, micro)
-
-    def optimizer_step(self, epoch: int, step: int) -> torch.Tensor:
-        """One optimizer step; returns the summed micro-batch losses as a device tensor (no sync)."""
+        """This rank's masked micro-batches for one optimizer step."""
         # Masks depend only on (seed, rank, step): the same after a resume as without one.
         self.mask_generator.manual_seed(_seed(self.settings) + 7919 * self.rank + 104729 * self.progress.global_step)
-        total = torch.zeros((), device=self.device)
-        accum = self.settings.grad_accum
-        for micro, ids in enumerate(self.micro_batches(epoch, step)):
-            batch = self.masker(ids, self.mask_generator)
-            sync = contextlib.nullcontext() if micro == accum - 1 else self.accelerator.no_sync(self.objective)
-            with sync, self.autocast():
-                loss = self.objective(batch.inputs, batch.positions, batch.targets)
-                self.accelerator.backward(loss / accum)
-            total += loss.detach()
-        if self.settings.max_grad_norm:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
-        self.optimizer.step()
-        if self.time_budget_s is not None:
-            self._clock = self._budget_fraction(self.train_seconds(), self.progress.global_step + 1)
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total
+        for micro in range(self.settings.grad_accum):
+            yield self.masker(self.loader.batch(epoch, step, micro), self.mask_generator)
+
+    def loss_of(self, batch) -> torch.Tensor:
+        return self.trained(batch.inputs, batch.positions, batch.targets)
+
+    def log_progress(self, label: str = "", eta_s: float | None = None) -> None:
+        left = None if self.time_budget_s is None else self.time_budget_s - self.train_seconds()
+        super().log_progress(label=f"epoch {self.progress.epoch + 1}", eta_s=left)
 
     @torch.no_grad()
     def evaluate(self) -> float:
         """Mean masked-LM loss over the fixed validation masks (this rank's share, then summed)."""
-        self.objective.eval()
+        self.trained.eval()
         bs = self.settings.batch_size
         starts = range(self.rank * bs, len(self.eval_batch.inputs), bs * self.world)
-        loss_sum, count = masked_lm_loss_sum(self.objective, self.eval_batch, starts, bs, self.device, self.autocast)
-        self.objective.train()
+        loss_sum, count = masked_lm_loss_sum(self.trained, self.eval_batch, starts, bs, self.device, self.autocast)
+        self.trained.train()
         loss_sum, count = self.accelerator.reduce(torch.stack([loss_sum, count]), reduction="sum")
         return (loss_sum / count).item()
 
+    def make_row(self, kind: str, eval_loss: float, eval_s: float) -> tuple[dict, dict]:
+        """A perplexity row: its epoch is fractional (steps done / steps per epoch); tokens/s is the
+        epoch's training throughput so far."""
+        p = self.progress
+        epochs = round(p.global_step / self.steps_per_epoch, 4)
+        row = {
+            "epoch": int(epochs) if epochs == int(epochs) else epochs,
+            "step": p.global_step,
+            "train_loss": self.epoch_train_loss(),
+            "eval_loss": eval_loss,
+            "perplexity": math.exp(min(eval_loss, 50.0)),
+            "tokens_per_s": p.epoch_seen / max(p.epoch_train_s, 1e-9),
+            "elapsed_s": p.elapsed_s,
+            "kind": kind,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return row, {"eval_loss": eval_loss, "perplexity": row["perplexity"]}
+
     # -- budget
 
-    def train_seconds(self) -> float:
-        """Training time so far, the segment running since the last start or resume included (the budget's clock)."""
-        return self.progress.train_s + (time.perf_counter() - self._segment_start)
+    def out_of_budget(self) -> bool:
+        return self.progress.budget_fraction >= 1.0
+
+    def advance_schedule(self) -> None:
+        if self.time_budget_s is not None:
+            p = self.progress
+            p.budget_fraction = self._budget_fraction(self.train_seconds(), p.global_step + 1)
 
     def _budget_fraction(self, seconds: float, steps_done: int) -> float:
         """Schedule progress (0..1, >= 1 once the budget is spent) after `seconds` of training and
@@ -400,19 +406,11 @@ class Pretrainer(CheckpointedLoop):
             fraction = max(fraction, steps_done / self.total_steps)
         return fraction
 
-    def _budget_note(self) -> str:
+    def note(self) -> str:
         if self.time_budget_s is None:
             return ""
         left = max(0.0, self.time_budget_s - self.progress.train_s)
         return f"; {format_eta(left)} of the {self.settings.time_budget:g}-minute budget left"
-
-    def plan(self) -> str:
-        """What this run will train, for the log."""
-        s = self.settings
-        if self.time_budget_s is not None:
-            cap = f", at most {self.total_steps} steps (token budget)" if self.total_steps else ""
-            return f"a {s.time_budget:g}-minute training budget{cap}; epochs of {self.steps_per_epoch} steps"
-        return f"{self.total_steps} steps ({self.epochs} epochs of {self.steps_per_epoch})"
 
     def stopped_by(self) -> str:
         s, p = self.settings, self.progress
@@ -421,117 +419,6 @@ class Pretrainer(CheckpointedLoop):
         if s.token_budget:
             return "token_budget"
         return "max_steps" if s.max_steps else "epochs"
-
-    def finished(self) -> bool:
-        p = self.progress
-        return p.budget_spent or (self.total_steps is not None and p.global_step >= self.total_steps)
-
-    # -- the loop
-
-    def train(self, stop_flag: dict) -> None:
-        s, p = self.settings, self.progress
-        self.objective.train()
-        self._segment_start = time.perf_counter()
-        self._log_mark = (self._segment_start, p.global_step, 0.0, 0)
-        while not self.finished():
-            steps_this_epoch = self.steps_per_epoch
-            if self.total_steps is not None:
-                steps_this_epoch = min(steps_this_epoch, self.total_steps - p.epoch * self.steps_per_epoch)
-            for step in range(p.step_in_epoch, steps_this_epoch):
-                self.loss.add(self.optimizer_step(p.epoch, step))
-                p.step_in_epoch, p.global_step = step + 1, p.global_step + 1
-                p.budget_spent = self._clock >= 1.0
-                if p.global_step % s.log_every_steps == 0:
-                    self.log_progress()
-                if p.budget_spent:
-                    break
-                if s.eval_every_steps and p.global_step % s.eval_every_steps == 0 and step + 1 < steps_this_epoch:
-                    self.add_row("step")
-                stop = self.stop_now(stop_flag, sync_point=p.global_step % s.log_every_steps == 0)
-                if stop or (s.checkpoint_every_steps and p.global_step % s.checkpoint_every_steps == 0):
-                    self._fold()
-                    if stop:
-                        self.stop(f"stopped at step {p.global_step}")
-                    self.checkpoint()
-                    self._segment_start = time.perf_counter()
-            self._finish_stretch(epoch_done=p.step_in_epoch == self.steps_per_epoch)
-
-    def _finish_stretch(self, epoch_done: bool) -> None:
-        """Epoch end, or the end of training mid-epoch (max_steps or a budget): a row and a checkpoint."""
-        p = self.progress
-        if epoch_done:
-            self.add_row("epoch")
-            p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_loss_count = p.epoch + 1, 0, 0.0, 0
-            self._epoch_seconds, self._epoch_tokens = 0.0, 0
-        else:
-            self.add_row("end")
-            p.budget_spent = True  # nothing left to train, even if a token budget ended mid-epoch
-        self.checkpoint()
-        self._segment_start = time.perf_counter()
-
-    def log_progress(self) -> None:
-        """The progress line and TensorBoard scalars (one host sync, at log points only)."""
-        p = self.progress
-        now, running = time.perf_counter(), self.loss.total.item()
-        mark_time, mark_step, mark_sum, mark_steps = self._log_mark
-        loss = (running - mark_sum) / max((self.loss.steps - mark_steps) * self.settings.grad_accum, 1)
-        tokens_per_s = (p.global_step - mark_step) * self.tokens_per_step / max(now - mark_time, 1e-9)
-        self._log_mark = (now, p.global_step, running, self.loss.steps)
-        lr = self.scheduler.get_last_lr()[0]
-        if self.tracker is not None:
-            left = None if self.time_budget_s is None else self.time_budget_s - self.train_seconds()
-            self.tracker.progress(p.global_step, self.total_steps, label=f"epoch {p.epoch + 1}", eta_s=left,
-                                  loss=loss, lr=lr, tokens_per_s=round(tokens_per_s))
-            self.tracker.scalars(p.global_step, loss=loss, lr=lr, tokens_per_s=tokens_per_s)
-
-    def _fold(self) -> None:
-        """Move the running loss sum, tokens and time into the progress record (one host sync)."""
-        p, steps = self.progress, self.loss.steps
-        if steps > 0:
-            p.epoch_loss_sum += self.loss.take(self.accelerator, reduction="sum")[0]
-            p.epoch_loss_count += steps * self.settings.grad_accum * self.world
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        seconds = now - self._segment_start
-        tokens = steps * self.tokens_per_step
-        p.elapsed_s += seconds
-        p.train_s += seconds
-        p.tokens_seen += tokens
-        # Throughput of what this process trained (an epoch may span a resume).
-        self._epoch_seconds += seconds
-        self._epoch_tokens += tokens
-        self._segment_start = now
-        self._log_mark = (*self._log_mark[:2], 0.0, 0)
-
-    def add_row(self, kind: str) -> dict:
-        """Evaluate and record a perplexity row: kind 'epoch' (an epoch end), 'step' (eval_every_steps)
-        or 'end' (training stopped mid-epoch). Its epoch is fractional: steps done / steps per epoch."""
-        self._fold()
-        p = self.progress
-        eval_start = time.perf_counter()
-        eval_loss = self.evaluate()
-        p.elapsed_s += time.perf_counter() - eval_start
-        epochs = round(p.global_step / self.steps_per_epoch, 4)
-        row = {
-            "epoch": int(epochs) if epochs == int(epochs) else epochs,
-            "step": p.global_step,
-            "train_loss": p.epoch_loss_sum / max(p.epoch_loss_count, 1),
-            "eval_loss": eval_loss,
-            "perplexity": math.exp(min(eval_loss, 50.0)),
-            "tokens_per_s": self._epoch_tokens / max(self._epoch_seconds, 1e-9),
-            "elapsed_s": p.elapsed_s,
-            "kind": kind,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        p.rows.append(row)
-        log.info("epoch %s (%s): train loss %.4f, eval loss %.4f, perplexity %.2f, %.0f tokens/s%s",
-                 row["epoch"], kind, row["train_loss"], eval_loss, row["perplexity"], row["tokens_per_s"],
-                 self._budget_note())
-        if self.tracker is not None:
-            self.tracker.scalars(p.global_step, eval_loss=eval_loss, perplexity=row["perplexity"])
-        self._segment_start = time.perf_counter()
-        return row
 
 
 def check_world_fits(blocks_dir: str, pretrain_config: dict) -> None:
@@ -617,7 +504,7 @@ def save_final(trainer: Pretrainer, tokenizer, out: dict, started: float, nodes:
             "train_time_s": trainer.progress.train_s,
             "startup_s": trainer.startup_s,
             "stage_wall_time_s": time.time() - started,
-            "tokens_seen": trainer.progress.tokens_seen,
+            "tokens_seen": trainer.progress.seen,
             "steps": trainer.progress.global_step,
             "epochs": rows[-1]["epoch"],
             "stopped_by": trainer.stopped_by(),
@@ -646,7 +533,7 @@ def pretrain(*, tokenizer_dir: str, blocks_dir: str, outputs: dict, train: dict,
                          device=device, checkpoint_dir=checkpoint_dir)
     log.info("%s on %s (%s%s), %d processes; %s; %d parameters; blocks %s", settings.preset or "custom",
              trainer.device, trainer.precision, f", compiled {settings.compile_mode}" if trainer.compiled else "",
-             trainer.world, trainer.plan(), sum(p.numel() for p in trainer.model.parameters()),
+             trainer.world, describe_plan(settings, trainer.total_steps, trainer.steps_per_epoch), sum(p.numel() for p in trainer.model.parameters()),
              "on the device" if trainer.loader.resident else "memory-mapped")
     resumed = trainer.resume()
     tensorboard_dir = Path(checkpoint_dir).parent / "tensorboard"
