@@ -310,6 +310,17 @@ def family_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def report_from_file(path: str) -> str:
+    """The report of a finetune_bench.json, its summaries made again from its runs."""
+    payload = json.loads(Path(path).read_text())
+    runs = payload["runs"]
+    groups = dict.fromkeys((run["task"], run.get("family", "bert")) for run in runs)  # in run order
+    summaries = [summarise(task, [r for r in runs if (r["task"], r.get("family", "bert")) == (task, family)], family)
+                 for task, family in groups]
+    complete = [s for s in summaries if s["sides"]]  # families with at least one whole pair
+    return format_report(complete, payload["device"]) + "\n" + family_table(complete)
+
+
 def ratio_cell(summary: dict) -> str:
     return f"{summary['median']:.2f} ({summary['min']:.2f}–{summary['max']:.2f})"
 
@@ -369,6 +380,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="both sides; auto = bf16 on a CUDA GPU that supports it, else fp32")
     p.add_argument("--out", default="results/finetune_bench", help="folder for finetune_bench.json")
+    p.add_argument("--report", metavar="JSON",
+                   help="print the summaries of a finetune_bench.json (one a stopped run left: its complete pairs)")
     p.add_argument("--worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.ours = ours_options(args.ours)
@@ -388,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         if args.worker:
             worker(*args.worker)
+            return 0
+        if args.report:
+            print(report_from_file(args.report))
             return 0
         return bench(args)
     except PipelineError as err:

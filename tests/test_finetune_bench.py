@@ -88,3 +88,5 @@ def test_two_other_families_each_get_their_own_model_and_summary(tmp_path, capsy
     assert [s["ours_unpadded"] for s in result["summaries"]] == [True, False]
     report = capsys.readouterr().out
     assert "| sst2 | roberta | unpadded |" in report and "| sst2 | deberta-v2 | padded |" in report
+    assert fb.main(["--report", str(out / "finetune_bench.json")]) == 0  # the same summaries, from the file
+    assert fb.family_table(result["summaries"]) in capsys.readouterr().out
