@@ -8,7 +8,10 @@ They import `bertflow`; `bertflow` never imports them.
 - `python -m benchmarks.data_bench`: the data stages (prepare_corpus, train_tokenizer,
   tokenize_corpus) against a run_mlm.py-style `datasets.map` baseline, each in a fresh process.
 - `python -m benchmarks.finetune_bench`: SST-2 and SQuAD fine-tuning against run_glue.py- and
-  run_qa.py-style Trainer runs, as interleaved pairs in fresh processes.
+  run_qa.py-style Trainer runs, as interleaved pairs in fresh processes, per encoder family
+  (`--families`).
+- `benchmarks.families`: random-weight models of every encoder family the workflow fine-tunes,
+  each with a tokenizer of its own kind trained locally (also the tests' tiny models).
 - `python -m benchmarks.scaling`: a run's per-stage wall time from the rules' benchmark files.
 - `python -m benchmarks.pretrain_startup`: pretraining start-up time against corpus size.
 - `python -m benchmarks.latency_monotonicity`: how many timed passes the inference benchmark needs.

@@ -2,6 +2,7 @@
 
     python -m benchmarks.finetune_bench --tasks sst2 squad --rounds 3 \\
         --sst2-dir /work/shared/data/sst2 --squad-file /work/shared/data/squad/squad-v1.1-dev-part1.json
+    python -m benchmarks.finetune_bench --tasks sst2 --families bert roberta modernbert ...
 
 * **baseline, SST-2**: examples/pytorch/text-classification/run_glue.py: a `datasets.Dataset`
   tokenized with `map` (truncation, no padding), `Trainer` with `DataCollatorWithPadding`
@@ -15,8 +16,10 @@
 Both sides: the same model folder (a `bertflow.presets` architecture, randomly initialised, with a
 WordPiece tokenizer trained on the task's training text), the same rows, epochs, batch size,
 learning rate, weight decay, warm-up share, seed and precision, each run in a fresh process.
-The sides run as interleaved pairs (A B, B A, ...); ratios are per pair, reported as the median
-with the min-max. Training examples/s = training features x epochs / training time; evaluation
+`--families`: one model folder per encoder family at the preset's shape (benchmarks.families:
+the family's own config class and kind of tokenizer, trained on the same text); `bert` is the
+folder above. The sides run as interleaved pairs (A B, B A, ...), each round running every
+family's pair; ratios are per pair, reported as the median with the min-max. Training examples/s = training features x epochs / training time; evaluation
 examples/s = validation features / time of one full evaluation pass (forward passes and decoding).
 Memory: peak RSS of the run's process on CPU, `torch.cuda.max_memory_allocated` on a GPU.
 """
@@ -35,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: the repository on sys.path, to
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bertflow.errors import ConfigError, PipelineError
+from benchmarks.families import FAMILIES
 from benchmarks.pairs import interleaved, peak_memory_bytes, ratio_summary, ratio_text, run_worker
 
 SIDES = ("baseline", "ours")
@@ -47,7 +51,8 @@ METRIC = {"sst2": "accuracy", "squad": "exact_match"}
 
 
 def prepare_task(task: str, args, workdir: Path) -> dict:
-    """Data files, a tokenizer trained on the training text and a fresh model: what both sides read."""
+    """Data files, and per family a tokenizer trained on the training text and a fresh model: what
+    both sides read (`model_dirs`: family -> model folder)."""
     from bertflow.io import write_json
     from bertflow.task_data import prepare_squad, prepare_sst2, read_squad_json, split_articles
 
@@ -72,8 +77,10 @@ def prepare_task(task: str, args, workdir: Path) -> dict:
         else:
             prepare_squad(source="generated", out_train=train, out_validation=validation,
                           generated={"train_articles": 20, "validation_articles": 5, "seed": args.seed})
-    return {"train_file": train, "validation_file": validation,
-            "model_dir": make_model(task, train, folder, args)}
+    text = training_text(task, train, folder / "text.txt")
+    model_dirs = {family: make_model(text, folder, args) if family == "bert" else
+                  make_family_model(family, text, folder / family, args) for family in args.families}
+    return {"train_file": train, "validation_file": validation, "model_dirs": model_dirs}
 
 
 def training_text(task: str, train_file: str, out: Path) -> str:
@@ -88,7 +95,7 @@ def training_text(task: str, train_file: str, out: Path) -> str:
     return str(out)
 
 
-def make_model(task: str, train_file: str, folder: Path, args) -> str:
+def make_model(text: str, folder: Path, args) -> str:
     """A WordPiece tokenizer trained on the task's training text and a randomly initialised
     BertForMaskedLM of `--preset` with `--model-vocab` embedding rows (BERT's 30,522 by default,
     so the embedding and its optimizer cost are those of a real BERT checkpoint)."""
@@ -98,7 +105,6 @@ def make_model(task: str, train_file: str, folder: Path, args) -> str:
     from bertflow.presets import architecture
     from bertflow.tokenizer import BERT_ROLES, train_tokenizer
 
-    text = training_text(task, train_file, folder / "text.txt")
     model_dir = folder / "model"
     tokenizer = train_tokenizer(train_file=text, validation_file=text, out_dir=str(model_dir),
                                 out_report=str(folder / "tokenizer_report.json"), vocab_size=args.tokenizer_vocab,
@@ -109,6 +115,18 @@ def make_model(task: str, train_file: str, folder: Path, args) -> str:
                         **architecture(args.preset))
     BertForMaskedLM(config).save_pretrained(model_dir)
     return str(model_dir)
+
+
+def make_family_model(family: str, text: str, folder: Path, args) -> str:
+    """A `family` model at `--preset`'s shape with `--model-vocab` embedding rows, as `make_model`
+    builds BERT, its tokenizer of the family's kind (`--tokenizer-vocab`) trained on the same text."""
+    from benchmarks.families import preset_shape, save_family_model
+    from bertflow.presets import architecture
+
+    shape = preset_shape(architecture(args.preset), max_positions=512, vocab_size=args.tokenizer_vocab,
+                         vocab_rows=args.model_vocab)
+    lines = Path(text).read_text(encoding="utf-8").splitlines()
+    return save_family_model(family, folder / "model", lines, shape, seed=args.seed)
 
 
 def task_settings(task: str, args) -> dict:
@@ -140,6 +158,7 @@ def run_ours(spec: dict) -> dict:
         "train_features": result["train_features"], "eval_features": result["validation_features"],
         "metrics": {k: result[k] for k in ("accuracy", "f1", "exact_match") if k in result},
         "final_train_loss": epochs[-1]["train_loss"], "precision": result["compute_precision"],
+        "unpadded": result["unpadded"],
     }
 
 
@@ -202,6 +221,15 @@ def run_trainer(spec: dict) -> dict:
     }
 
 
+def run_order(rounds: int, families: list[str]) -> list[tuple[int, str, str]]:
+    """(round, family, side) in run order: every round runs each family's pair, the side that goes
+    first alternating per round (benchmarks.pairs.interleaved), so a slow spell of the machine
+    spreads over the families instead of bending one of them."""
+    sides = interleaved(rounds, SIDES)
+    return [(round_, family, side) for round_ in range(rounds) for family in families
+            for pair_round, side in sides if pair_round == round_]
+
+
 def worker(spec_path: str, out_path: str) -> None:
     import torch
 
@@ -217,13 +245,15 @@ def worker(spec_path: str, out_path: str) -> None:
 # --------------------------------------------------------------------------- results
 
 
-def summarise(task: str, runs: list[dict]) -> dict:
-    """Per side the median of each figure; per pair (round) the ours / baseline ratios."""
+def summarise(task: str, runs: list[dict], family: str = "bert") -> dict:
+    """Per side the median of each figure; per pair (round) the ours / baseline ratios. `runs`:
+    those of one family."""
     by_round: dict[int, dict[str, dict]] = {}
     for run in runs:
         by_round.setdefault(run["round"], {})[run["side"]] = run
     pairs = [pair for pair in by_round.values() if set(pair) == set(SIDES)]
-    out = {"task": task, "baseline": BASELINE_NAMES[task], "metric": METRIC[task], "rounds": len(pairs), "sides": {}}
+    out = {"task": task, "family": family, "baseline": BASELINE_NAMES[task], "metric": METRIC[task],
+           "rounds": len(pairs), "sides": {}}
     if not pairs:  # a run stopped before its first pair completed
         return out
     for side in SIDES:
@@ -234,6 +264,7 @@ def summarise(task: str, runs: list[dict]) -> dict:
         } | {"metric_per_round": [r["metrics"][METRIC[task]] for r in rows],
              "metrics_per_round": [r["metrics"] for r in rows],
              "train_features": rows[0]["train_features"], "eval_features": rows[0]["eval_features"]}
+    out["ours_unpadded"] = pairs[0]["ours"].get("unpadded")
     for key in ("train_examples_per_s", "eval_examples_per_s", "peak_memory_bytes"):
         out[key.replace("_examples_per_s", "_speedup").replace("peak_memory_bytes", "memory_ratio")] = ratio_summary(
             [pair["ours"][key] / pair["baseline"][key] for pair in pairs])
@@ -244,7 +275,7 @@ def format_report(summaries: list[dict], device: str) -> str:
     memory = "CUDA max allocated" if device == "cuda" else "process peak RSS"
     lines = []
     for s in summaries:
-        lines += [f"{s['task']}: ours vs {s['baseline']}, {s['rounds']} interleaved pairs",
+        lines += [f"{s['task']}, {s.get('family', 'bert')}: ours vs {s['baseline']}, {s['rounds']} interleaved pairs",
                   f"  {'side':9s} {'train ex/s':>11s} {'eval ex/s':>10s} {'peak memory':>12s}  "
                   f"{s['metric']} per round"]
         for side in SIDES:
@@ -257,6 +288,41 @@ def format_report(summaries: list[dict], device: str) -> str:
                   f"  features: train {s['sides']['ours']['train_features']}, "
                   f"validation {s['sides']['ours']['eval_features']} (medians per side; ratios per pair)", ""]
     return "\n".join(lines)
+
+
+def family_table(summaries: list[dict]) -> str:
+    """One Markdown row per task and family: each side's medians, then the pair ratios."""
+    lines = ["| task | family | ours' encoder | train ex/s Trainer / ours | eval ex/s Trainer / ours "
+             "| peak RSS MiB Trainer / ours | metric Trainer / ours | training × Trainer | evaluation × Trainer |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        if not s["sides"]:
+            continue
+        base, ours = s["sides"]["baseline"], s["sides"]["ours"]
+        encoder = {True: "unpadded", False: "padded"}.get(s.get("ours_unpadded"), "?")
+        lines.append(
+            f"| {s['task']} | {s['family']} | {encoder} "
+            f"| {base['train_examples_per_s']:,.1f} / {ours['train_examples_per_s']:,.1f} "
+            f"| {base['eval_examples_per_s']:,.1f} / {ours['eval_examples_per_s']:,.1f} "
+            f"| {base['peak_memory_bytes'] / 2**20:,.0f} / {ours['peak_memory_bytes'] / 2**20:,.0f} "
+            f"| {statistics.median(base['metric_per_round']):.2f} / {statistics.median(ours['metric_per_round']):.2f} "
+            f"| {ratio_cell(s['train_speedup'])} | {ratio_cell(s['eval_speedup'])} |")
+    return "\n".join(lines)
+
+
+def report_from_file(path: str) -> str:
+    """The report of a finetune_bench.json, its summaries made again from its runs."""
+    payload = json.loads(Path(path).read_text())
+    runs = payload["runs"]
+    groups = dict.fromkeys((run["task"], run.get("family", "bert")) for run in runs)  # in run order
+    summaries = [summarise(task, [r for r in runs if (r["task"], r.get("family", "bert")) == (task, family)], family)
+                 for task, family in groups]
+    complete = [s for s in summaries if s["sides"]]  # families with at least one whole pair
+    return format_report(complete, payload["device"]) + "\n" + family_table(complete)
+
+
+def ratio_cell(summary: dict) -> str:
+    return f"{summary['median']:.2f} ({summary['min']:.2f}–{summary['max']:.2f})"
 
 
 # --------------------------------------------------------------------------- command line
@@ -285,6 +351,8 @@ def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.finetune_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--tasks", nargs="+", choices=["sst2", "squad"], default=["sst2", "squad"])
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=["bert"], metavar="FAMILY",
+                   help=f"encoder families, one model folder each at --preset's shape: {' '.join(FAMILIES)}")
     p.add_argument("--sst2-dir", help="folder with GLUE train.tsv and dev.tsv (default: generated data)")
     p.add_argument("--squad-file", help="official SQuAD v1.1 JSON, split by article (default: generated data)")
     p.add_argument("--squad-train-articles", type=int, default=32, help="with --squad-file: the first N articles train")
@@ -312,6 +380,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="both sides; auto = bf16 on a CUDA GPU that supports it, else fp32")
     p.add_argument("--out", default="results/finetune_bench", help="folder for finetune_bench.json")
+    p.add_argument("--report", metavar="JSON",
+                   help="print the summaries of a finetune_bench.json (one a stopped run left: its complete pairs)")
     p.add_argument("--worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.ours = ours_options(args.ours)
@@ -331,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         if args.worker:
             worker(*args.worker)
+            return 0
+        if args.report:
+            print(report_from_file(args.report))
             return 0
         return bench(args)
     except PipelineError as err:
@@ -355,20 +428,26 @@ def bench(args) -> int:
         for task in args.tasks:
             files = prepare_task(task, args, workdir)
             runs = []
-            for round_, side in interleaved(args.rounds, SIDES):
-                spec = {"task": task, "side": side, "device": device, "seed": args.seed, "threads": args.threads,
-                        "settings": {**task_settings(task, args), **(args.ours if side == "ours" else {})}, **files}
-                result = run_worker("benchmarks.finetune_bench", spec, workdir, f"{task}-{side}-{round_}", env=env)
-                runs.append({"task": task, "side": side, "round": round_, **result})
-                print(f"  {task} round {round_ + 1} {side:8s}: train {result['train_examples_per_s']:,.1f} ex/s, "
-                      f"eval {result['eval_examples_per_s']:,.1f} ex/s, {result['peak_memory_bytes'] / 2**20:,.0f} MiB, "
+            for round_, family, side in run_order(args.rounds, args.families):
+                spec = {"task": task, "family": family, "side": side, "device": device, "seed": args.seed,
+                        "threads": args.threads, "model_dir": files["model_dirs"][family],
+                        "train_file": files["train_file"], "validation_file": files["validation_file"],
+                        "settings": {**task_settings(task, args), **(args.ours if side == "ours" else {})}}
+                label = f"{task}-{family}-{side}-{round_}"
+                result = run_worker("benchmarks.finetune_bench", spec, workdir, label, env=env)
+                runs.append({"task": task, "family": family, "side": side, "round": round_, **result})
+                print(f"  {task} {family} round {round_ + 1} {side:8s}: train {result['train_examples_per_s']:,.1f} "
+                      f"ex/s, eval {result['eval_examples_per_s']:,.1f} ex/s, "
+                      f"{result['peak_memory_bytes'] / 2**20:,.0f} MiB, "
                       f"{METRIC[task]} {result['metrics'][METRIC[task]]:.2f}", flush=True)
                 payload["runs"].append(runs[-1])
                 write_json(out / "finetune_bench.json", payload)  # a stopped run keeps what it measured
-            payload["summaries"].append(summarise(task, runs))
+            payload["summaries"] += [summarise(task, [r for r in runs if r["family"] == family], family)
+                                     for family in args.families]
     write_json(out / "finetune_bench.json", payload)
     print()
     print(format_report(payload["summaries"], device))
+    print(family_table(payload["summaries"]))
     print(f"written: {out / 'finetune_bench.json'}")
     return 0
 

@@ -60,3 +60,33 @@ def test_tiny_sst2_run_on_generated_data(tmp_path, capsys):
     assert summary["train_speedup"]["pairs"] == [pytest.approx(result["runs"][1]["train_examples_per_s"]
                                                                / baseline["train_examples_per_s"])]
     assert "ours / baseline: training" in capsys.readouterr().out
+
+
+def test_run_order_gives_every_family_its_pair_each_round():
+    assert fb.run_order(2, ["roberta", "albert"]) == [
+        (0, "roberta", "baseline"), (0, "roberta", "ours"), (0, "albert", "baseline"), (0, "albert", "ours"),
+        (1, "roberta", "ours"), (1, "roberta", "baseline"), (1, "albert", "ours"), (1, "albert", "baseline")]
+
+
+def test_two_other_families_each_get_their_own_model_and_summary(tmp_path, capsys):
+    """Per family a model of its own kind, both sides on the same generated rows, one pair each."""
+    out = tmp_path / "bench"
+    code = fb.main(["--tasks", "sst2", "--families", "roberta", "deberta-v2", "--rounds", "1",
+                    "--train-samples", "32", "--eval-samples", "16", "--max-length", "24", "--model-vocab", "300",
+                    "--tokenizer-vocab", "300", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "finetune_bench.json").read_text())
+    assert [(r["family"], r["side"]) for r in result["runs"]] == [
+        ("roberta", "baseline"), ("roberta", "ours"), ("deberta-v2", "baseline"), ("deberta-v2", "ours")]
+    assert [s["family"] for s in result["summaries"]] == ["roberta", "deberta-v2"]
+    for summary in result["summaries"]:
+        for side in summary["sides"].values():
+            assert side["train_examples_per_s"] > 0 and side["eval_examples_per_s"] > 0
+            assert side["peak_memory_bytes"] > 0 and 0 <= side["metric_per_round"][0] <= 100
+        assert summary["train_speedup"]["median"] > 0 and summary["eval_speedup"]["median"] > 0
+    # RoBERTa has BERT's layer layout, which the unpadded encoder serves; DeBERTa-v3 runs padded
+    assert [s["ours_unpadded"] for s in result["summaries"]] == [True, False]
+    report = capsys.readouterr().out
+    assert "| sst2 | roberta | unpadded |" in report and "| sst2 | deberta-v2 | padded |" in report
+    assert fb.main(["--report", str(out / "finetune_bench.json")]) == 0  # the same summaries, from the file
+    assert fb.family_table(result["summaries"]) in capsys.readouterr().out
