@@ -54,19 +54,21 @@ def prepare_task(task: str, args, workdir: Path) -> dict:
     """Data files, and per family a tokenizer trained on the training text and a fresh model: what
     both sides read (`model_dirs`: family -> model folder)."""
     from bertflow.io import write_json
-    from bertflow.task_data import prepare_squad, prepare_sst2, read_squad_json, split_articles
+    from bertflow.task_data import prepare_squad, prepare_text_task, read_squad_json, split_articles
+    from bertflow.tasks import GLUE_TASKS
 
     folder = workdir / task
     folder.mkdir(parents=True, exist_ok=True)
     if task == "sst2":
         train, validation = str(folder / "train.tsv"), str(folder / "validation.tsv")
         if args.sst2_dir:
-            prepare_sst2(source="local", out_train=train, out_validation=validation,
-                         local_files={"train": f"{args.sst2_dir}/train.tsv", "validation": f"{args.sst2_dir}/dev.tsv"})
+            prepare_text_task(GLUE_TASKS["sst2"], source="local", out_train=train, out_validation=validation,
+                              local_files={"train": f"{args.sst2_dir}/train.tsv",
+                                           "validation": f"{args.sst2_dir}/dev.tsv"})
         else:
-            prepare_sst2(source="generated", out_train=train, out_validation=validation,
-                         generated={"train_examples": args.train_samples["sst2"] or 400,
-                                    "validation_examples": args.eval_samples["sst2"] or 100, "seed": args.seed})
+            prepare_text_task(GLUE_TASKS["sst2"], source="generated", out_train=train, out_validation=validation,
+                              generated={"train_examples": args.train_samples["sst2"] or 400,
+                                         "validation_examples": args.eval_samples["sst2"] or 100, "seed": args.seed})
     else:
         train, validation = str(folder / "train.json"), str(folder / "validation.json")
         if args.squad_file:
@@ -84,10 +86,10 @@ def prepare_task(task: str, args, workdir: Path) -> dict:
 
 
 def training_text(task: str, train_file: str, out: Path) -> str:
-    from bertflow.task_data import read_squad_json, read_sst2_tsv, squad_examples
+    from bertflow.task_data import read_prepared_tsv, read_squad_json, squad_examples
 
     if task == "sst2":
-        lines = [sentence for sentence, _ in read_sst2_tsv(train_file)]
+        lines = [example.texts[0] for example in read_prepared_tsv(train_file)]
     else:
         examples = squad_examples(read_squad_json(train_file))
         lines = list(dict.fromkeys(e["context"] for e in examples)) + [e["question"] for e in examples]

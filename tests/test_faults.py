@@ -21,7 +21,8 @@ import yaml
 from bertflow import checks
 from bertflow.errors import ConfigError, DataError, PipelineError, ResourceError
 from bertflow.stage import OFFLINE_ENV, QUIET_ENV, failure_cause, stage
-from bertflow.task_data import read_squad_json, read_sst2_tsv
+from bertflow.task_data import read_glue_tsv, read_squad_json
+from bertflow.tasks import GLUE_TASKS
 
 from support.workflow import REPO, TINY_CONFIG, snakemake, write_config
 
@@ -305,7 +306,7 @@ def test_sst2_row_with_an_extra_tab_reports_the_column_count(tmp_path):
     tsv = tmp_path / "train.tsv"
     tsv.write_text("sentence\tlabel\na fine film\t1\na\tfilm with a tab\t0\n")
     with pytest.raises(DataError, match=r"train.tsv, line 3: expected 2 tab-separated columns, got 3"):
-        read_sst2_tsv(str(tsv))
+        read_glue_tsv(str(tsv), GLUE_TASKS["sst2"])
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -520,8 +521,8 @@ def test_a_latin1_sst2_file_names_the_line_and_byte(tmp_path):
     tsv = tmp_path / "train.tsv"
     tsv.write_bytes("sentence\tlabel\na fine film\t1\nun film rat\u00e9\t0\n".encode("latin-1"))
     with pytest.raises(DataError) as err:
-        read_sst2_tsv(str(tsv))
-    assert str(err.value).startswith(f"{tsv}: SST-2 file is not UTF-8 text: byte 0xe9 at line 3, byte 12 "
+        read_glue_tsv(str(tsv), GLUE_TASKS["sst2"])
+    assert str(err.value).startswith(f"{tsv}: data file is not UTF-8 text: byte 0xe9 at line 3, byte 12 "
                                      "(file offset 40) is invalid continuation byte")
     assert "iconv" in str(err.value)
 

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from bertflow import finetune as ft
 from bertflow.io import read_json, write_json
-from bertflow.task_data import prepare_squad, prepare_sst2
+from bertflow.task_data import prepare_squad, prepare_text_task
+from bertflow.tasks import GLUE_TASKS
 
 from support.finetune import make_tiny_model
 
@@ -26,8 +27,9 @@ def model_dir(tmp_path_factory):
 
 def test_sst2_spec_json_entry_writes_complete_outputs(model_dir, tmp_path):
     data = tmp_path / "data"
-    prepare_sst2(source="generated", generated={"train_examples": 64, "validation_examples": 20, "seed": 3},
-                 out_train=str(data / "train.tsv"), out_validation=str(data / "validation.tsv"))
+    prepare_text_task(GLUE_TASKS["sst2"], source="generated",
+                      generated={"train_examples": 64, "validation_examples": 20, "seed": 3},
+                      out_train=str(data / "train.tsv"), out_validation=str(data / "validation.tsv"))
     spec = {"task": "sst2", "model_name": "tiny", "model_dir": model_dir, "train_file": str(data / "train.tsv"),
             "validation_file": str(data / "validation.tsv"), "out_dir": str(tmp_path / "run"), "seed": 1,
             "device": "cpu", "settings": {"epochs": 1, "batch_size": 16, "max_length": 24}}

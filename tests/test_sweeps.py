@@ -19,7 +19,8 @@ import yaml
 
 from benchmarks import finetune_sweep, size_sweep, sweep
 from bertflow.errors import ConfigError
-from bertflow.task_data import prepare_squad, prepare_sst2
+from bertflow.task_data import prepare_squad, prepare_text_task
+from bertflow.tasks import GLUE_TASKS
 from support.finetune import make_tiny_model
 from support.pretrain import tokenized_corpus
 from support.stages import wait_for_line
@@ -123,8 +124,9 @@ def test_best_setting_is_the_highest_metric_per_task():
 
 def task_data(folder: Path) -> Path:
     """Generated SST-2 and SQuAD files in the layout the sweep reads (--data)."""
-    prepare_sst2(source="generated", generated={"train_examples": 64, "validation_examples": 24, "seed": 3},
-                 out_train=str(folder / "sst2" / "train.tsv"), out_validation=str(folder / "sst2" / "validation.tsv"))
+    prepare_text_task(GLUE_TASKS["sst2"], source="generated",
+                      generated={"train_examples": 64, "validation_examples": 24, "seed": 3},
+                      out_train=str(folder / "sst2" / "train.tsv"), out_validation=str(folder / "sst2" / "validation.tsv"))
     prepare_squad(source="generated", generated={"train_articles": 4, "validation_articles": 2, "seed": 5},
                   out_train=str(folder / "squad" / "train.json"),
                   out_validation=str(folder / "squad" / "validation.json"))
