@@ -89,19 +89,6 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
         raise utf8_error(path, what, data, err) from None
 
 
-def text_lines(path: str | os.PathLike, what: str = "text file") -> Iterator[str]:
-    """The lines of a UTF-8 file, line endings kept (as `open(path, newline="")` gives them, which
-    csv wants); the first line that is not UTF-8 is a DataError naming the line and byte."""
-    offset = 0
-    with open(require_file(path, what), "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise utf8_error(path, what, raw, err, first_line=number, offset=offset) from None
-            offset += len(raw)
-
-
 def read_json(path: str | os.PathLike, what: str = "JSON file",
               fix: str = "the file is truncated or damaged: restore it or rerun the stage that wrote it") -> Any:
     """A JSON file's value; one that is missing, not UTF-8 or not valid JSON is a DataError that
