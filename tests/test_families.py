@@ -94,3 +94,20 @@ def test_vocab_reduction_gives_identical_predictions_for_every_family(family_mod
     torch.testing.assert_close(after, before)
     reduction.restore()
     torch.testing.assert_close(model(**batch)[key], before)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weight_decay_spares_what_the_trainer_spares(family_models, family):
+    """Fine-tuning's AdamW groups decay the same parameters as transformers' Trainer, so the
+    benchmark against it and the baselines compare one optimizer."""
+    from transformers import AutoModelForSequenceClassification, Trainer
+
+    from bertflow.training import weight_decay_groups
+
+    model = AutoModelForSequenceClassification.from_pretrained(family_models[family], num_labels=2)
+    decay, no_decay = weight_decay_groups(model, 0.01)
+    names = {id(param): name for name, param in model.named_parameters()}
+    trainer_decays = set(Trainer.get_decay_parameter_names(None, model))
+    assert {names[id(param)] for param in decay["params"]} == trainer_decays
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)

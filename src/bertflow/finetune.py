@@ -43,7 +43,8 @@ from .provenance import environment_info
 from .runtime import autocast, make_accelerator, resolve_device, resolve_precision
 from .settings import from_config
 from .tasks import GLUE_TASKS, TextTask, custom_task, text_task
-from .training import Progress, StepPlan, Stretch, TrainingLoop, run_loop, save_model, write_rows_csv
+from .training import (Progress, StepPlan, Stretch, TrainingLoop, run_loop, save_model, weight_decay_groups,
+                       write_rows_csv)
 from .weight_files import safetensors_shapes
 
 log = logging.getLogger(__name__)
@@ -401,11 +402,16 @@ def model_digest(model_dir: str) -> str:
     return hashlib.sha256(json.dumps({path.name: sha256_file(path) for path in files}).encode()).hexdigest()
 
 
+# Part of the fingerprint: a checkpoint made by an earlier optimizer rule (decay on every parameter)
+# is set aside rather than resumed under this one.
+OPTIMIZER = "adamw: no decay on biases and norm weights"
+
+
 def run_fingerprint(task, settings: FinetuneSettings, model_dir: str, seed: int, world: int) -> str:
     """A checkpoint resumes only the run it came from: the same pretrained weights, features
     (tokenizer, data files, their settings), settings, seed and number of processes."""
     spec = {"model": model_digest(model_dir), "features": features_key(task), "settings": asdict(settings),
-            "seed": seed, "world": world}
+            "seed": seed, "world": world, "optimizer": OPTIMIZER}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -478,8 +484,8 @@ class FineTuner(TrainingLoop):
         # Fused AdamW on CPU too: one pass per tensor instead of several. On CPU the dense update of a
         # 30k-row embedding is a large share of a small model's step (BERT-Tiny with 30,522 rows,
         # 1 thread: 43 ms unfused, 5 ms fused per step; docs/finetune.md).
-        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                      weight_decay=settings.weight_decay, fused=True)
+        optimizer = torch.optim.AdamW(weight_decay_groups(model, settings.weight_decay), lr=settings.learning_rate,
+                                      fused=True)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.trained = self.model
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(settings.warmup_ratio * self.total_steps),

@@ -51,7 +51,8 @@ from .runtime import autocast, make_accelerator, resolve_device, resolve_precisi
 from .settings import from_config, weight_neutral_keys
 from .tokenizer import load_tokenizer
 from .tracking import Tracker, format_eta
-from .training import Progress, StepPlan, Stretch, TrainingLoop, run_loop, save_model, write_rows_csv
+from .training import (Progress, StepPlan, Stretch, TrainingLoop, run_loop, save_model, weight_decay_groups,
+                       write_rows_csv)
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,8 @@ def build_model(settings: Settings, vocab_size: int, pad_token_id: int):
 def build_optimizer(model: nn.Module, settings: Settings, fused: bool) -> torch.optim.Optimizer:
     """AdamW without weight decay on biases and LayerNorm weights, as in BERT; `fused`: one kernel
     for all parameters (CUDA only)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        weight_decay_groups(model, settings.weight_decay),
         lr=settings.learning_rate,
         betas=(0.9, settings.adam_beta2),
         eps=1e-6,

@@ -374,6 +374,15 @@ class TrainingLoop:
                             f"{self.steps_per_epoch}); checkpoint {self.checkpoint_path}")
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups as BERT and transformers' Trainer make them: no decay on biases and
+    norm weights (every 1-D parameter), `weight_decay` on the rest."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        (no_decay if param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def write_rows_csv(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
     """The rows as CSV, written atomically; `columns` default to the first row's keys."""
     buffer = io.StringIO()
