@@ -1,7 +1,7 @@
 """Our side alone on one family's benchmark model folder: the stage's defaults (`unpad` on where
 it serves the family) against `unpad: false`, per seed, one after the other (accuracy, not speed).
 
-    OMP_NUM_THREADS=1 python docs/results/cpu-finetune-families/unpad_accuracy_check.py DIR SEED...
+    OMP_NUM_THREADS=1 python docs/results/cpu-finetune-families/earlier-code/unpad_accuracy_check.py DIR SEED...
 
 DIR holds model/, train.tsv and validation.tsv (a copy of the benchmark's files for one family).
 """
