@@ -36,7 +36,7 @@ def make_models(root: Path, preset: str, vocab_size: int) -> list[str]:
     return paths
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--vocab-size", type=int, default=1000)
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--trials", type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     points = grid(args.seq_lens, [], args.batch, args.seq_lens[-1])
     monotone = {r: 0 for r in args.repeats}
     widths = {r: [] for r in args.repeats}
@@ -55,7 +55,8 @@ def main() -> None:
             for repeats in args.repeats:  # interleaved: A B A B
                 all_rising = True
                 for model in models:
-                    rows = sorted(run_model(model, points, args.warmup, repeats, "cpu"), key=lambda r: r["seq_len"])
+                    rows, _ = run_model(model, points, args.warmup, repeats, "cpu")
+                    rows.sort(key=lambda r: r["seq_len"])
                     medians = [r["latency_ms_median"] for r in rows]
                     all_rising &= all(a < b for a, b in zip(medians, medians[1:]))
                     widths[repeats] += [(r["latency_ms_p90"] - r["latency_ms_p10"]) / r["latency_ms_median"]

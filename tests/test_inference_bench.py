@@ -76,3 +76,15 @@ def test_every_model_gets_its_own_memory_figure_and_the_json_records_the_device(
         assert max(r["peak_memory_mb"] for r in rows if r["model"] == name) > 1
     device = json.loads((tmp_path / "b.json").read_text())["environment"]["device"]
     assert device["cuda_available"] is False and device["cpu_threads"] >= 1
+
+
+def test_latency_monotonicity_benchmark_reports_every_repeat_count(capsys):
+    """benchmarks.latency_monotonicity runs the stage's `run_model` for each head and repeat count."""
+    from benchmarks.latency_monotonicity import main
+
+    main(["--preset", "tiny", "--vocab-size", "100", "--seq-lens", "8", "16", "--batch", "2", "--repeats", "1", "2",
+          "--warmup", "1", "--trials", "1"])
+    out = capsys.readouterr().out
+    assert out.count("trial 0 repeats") == 6  # 3 models x 2 repeat counts
+    for repeats in (1, 2):
+        assert f"repeats {repeats}: monotone in " in out and "/1 trials (all 3 models)" in out
